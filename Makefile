@@ -1,0 +1,35 @@
+# Two commands for users: `make lab` and `make test`. Everything else is for maintainers.
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup lab test lint format student bench bench-quick checkpoint clean-build
+
+setup:
+	@bash scripts/setup_env.sh
+
+lab: setup
+	$(PY) -m jupyter lab --notebook-dir=notebooks
+
+test: setup
+	$(PY) -m ruff check ssd_tutorial tests benchmarks scripts
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check ssd_tutorial tests benchmarks scripts
+
+format: setup
+	$(PY) -m ruff format ssd_tutorial tests benchmarks scripts
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+bench-quick: setup
+	$(PY) -m benchmarks.run --quick
+
+checkpoint: setup
+	$(PY) -m ssd_tutorial train --preset tiny_shapes --seed 0 --out runs/tiny_shapes_release
+	$(PY) scripts/export_checkpoint.py runs/tiny_shapes_release/best.pt data/checkpoints/tiny_shapes.pt
+
+clean-build:
+	rm -rf build

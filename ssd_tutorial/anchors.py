@@ -1,0 +1,51 @@
+"""Default (anchor) boxes tiled over every feature map.
+
+Introduced in: 02_anchor_tiling.ipynb
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .config import SSDConfig
+
+__all__ = ["default_boxes", "level_box_shapes"]
+
+
+def level_box_shapes(cfg: SSDConfig, level: int) -> list[tuple[float, float]]:
+    """The (w, h) in pixels of the anchors at one location of ``level``, in anchor order.
+
+    ``[s_k square, sqrt(s_k * s_{k+1}) square, then per ratio r: (s_k*sqrt(r), s_k/sqrt(r)),
+    (s_k/sqrt(r), s_k*sqrt(r))]`` (SSD paper, section 2.2 "Choosing scales and aspect ratios").
+    """
+    if not 0 <= level < cfg.num_levels:
+        raise ValueError(f"level must be in [0, {cfg.num_levels - 1}], got {level}")
+    s_k, s_next = cfg.box_sizes[level], cfg.box_sizes[level + 1]
+    s_prime = math.sqrt(s_k * s_next)
+    shapes = [(s_k, s_k), (s_prime, s_prime)]
+    for ratio in cfg.aspect_ratios[level]:
+        root = math.sqrt(ratio)
+        shapes += [(s_k * root, s_k / root), (s_k / root, s_k * root)]
+    return shapes
+
+
+def default_boxes(cfg: SSDConfig) -> Tensor:
+    """All default boxes of ``cfg``: Tensor[A, 4] float32, cxcywh in pixels, not clipped.
+
+    Order: level by level; inside a level row i (over y), then column j (over x); at each location
+    the shapes of :func:`level_box_shapes`. Centres are ``((j + 0.5) * step_k, (i + 0.5) * step_k)``.
+    The model flattens its head outputs in the same order, so anchor a goes with prediction a.
+    """
+    per_level = []
+    for level, (fm, step) in enumerate(zip(cfg.feature_map_sizes, cfg.steps)):
+        centers_1d = (torch.arange(fm, dtype=torch.float64) + 0.5) * step  # [fm]
+        cy, cx = torch.meshgrid(centers_1d, centers_1d, indexing="ij")  # [fm, fm] each, i over y
+        centers = torch.stack([cx, cy], dim=-1).reshape(fm * fm, 1, 2)  # [fm*fm, 1, 2]
+        shapes = torch.tensor(level_box_shapes(cfg, level), dtype=torch.float64)  # [k, 2]
+        k = shapes.shape[0]
+        boxes = torch.cat([centers.expand(-1, k, -1), shapes.expand(fm * fm, -1, -1)], dim=-1)  # [fm*fm, k, 4]
+        per_level.append(boxes.reshape(-1, 4))  # [fm*fm*k, 4]
+    return torch.cat(per_level).to(torch.float32)  # [A, 4]

@@ -1,0 +1,281 @@
+"""SSD hyper-parameters as one frozen dataclass, plus the presets the notebooks use.
+
+Introduced in: 01_constants.ipynb
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SSDConfig",
+    "SSD512_VOC",
+    "SSD300_VOC",
+    "TINY_SHAPES",
+    "PRESETS",
+    "VOC_CLASSES",
+    "SHAPES_CLASSES",
+    "get_config",
+    "paper_box_sizes",
+]
+
+BACKBONES = ("vgg16", "resnet50", "tiny")
+
+VOC_CLASSES = (
+    "__background__",
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+SHAPES_CLASSES = ("__background__", "circle", "square", "triangle")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _tuple(value: Any, name: str) -> tuple:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"SSDConfig.{name} must be a sequence, got {type(value).__name__} {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class SSDConfig:
+    """Every constant of one SSD model, validated on construction.
+
+    Lists have one entry per feature-map level (L of them), except ``box_sizes`` which has L + 1:
+    level k uses s_k and sqrt(s_k * s_{k+1}) for its two square anchors (SSD paper, section 2.2).
+
+    Args:
+        name: preset name, e.g. ``"ssd512_voc"``.
+        image_size: side of the square input in pixels.
+        num_classes: C, object classes **plus background** (class 0).
+        class_names: C names, ``class_names[0]`` is the background.
+        feature_map_sizes: side of each source feature map, e.g. (64, 32, ..., 1).
+        steps: input pixels spanned by one feature-map cell, per level (may be fractional).
+        box_sizes: L + 1 anchor scales in pixels, strictly increasing.
+        aspect_ratios: per level, ratios r > 0; each gives a r:1 and a 1:r box.
+        in_channels: channels of each source feature map.
+        backbone: ``"vgg16"``, ``"resnet50"`` or ``"tiny"``.
+        variances: (center, size) scaling of the box parameterization.
+        iou_threshold: IoU from which an anchor is matched to a box (SSD paper: 0.5).
+        neg_pos_ratio: negatives kept per positive in hard negative mining (SSD paper: 3).
+        score_threshold, nms_threshold, pre_nms_top_k, max_detections: post-processing.
+        mean, std: RGB normalization applied by the model to images in [0, 1].
+    """
+
+    name: str
+    image_size: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    feature_map_sizes: tuple[int, ...]
+    steps: tuple[float, ...]
+    box_sizes: tuple[float, ...]
+    aspect_ratios: tuple[tuple[float, ...], ...]
+    in_channels: tuple[int, ...]
+    backbone: str = "vgg16"
+    variances: tuple[float, float] = (0.1, 0.2)
+    iou_threshold: float = 0.5
+    neg_pos_ratio: int = 3
+    score_threshold: float = 0.01
+    nms_threshold: float = 0.45
+    pre_nms_top_k: int = 400
+    max_detections: int = 200
+    mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
+    std: tuple[float, float, float] = field(default=IMAGENET_STD)
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("class_names", "feature_map_sizes", "steps", "box_sizes", "in_channels",
+                     "variances", "mean", "std"):  # fmt: skip
+            put(name, _tuple(getattr(self, name), name))
+        ratios = _tuple(self.aspect_ratios, "aspect_ratios")
+        put("aspect_ratios", tuple(_tuple(r, f"aspect_ratios[{k}]") for k, r in enumerate(ratios)))
+        self._validate()
+
+    def _validate(self) -> None:
+        def fail(field_name: str, expected: str, got: Any) -> None:
+            raise ValueError(f"SSDConfig.{field_name}: expected {expected}, got {got!r}")
+
+        if not isinstance(self.name, str) or not self.name:
+            fail("name", "a non-empty string", self.name)
+        if not _is_int(self.image_size) or self.image_size < 1:
+            fail("image_size", "a positive int", self.image_size)
+        if not _is_int(self.num_classes) or self.num_classes < 2:
+            fail("num_classes", "an int >= 2 (background + at least one object class)", self.num_classes)
+        if len(self.class_names) != self.num_classes:
+            fail("class_names", f"{self.num_classes} names (num_classes, background first)",
+                 f"{len(self.class_names)} names {self.class_names}")  # fmt: skip
+        levels = len(self.feature_map_sizes)
+        if levels < 1:
+            fail("feature_map_sizes", "at least one level", self.feature_map_sizes)
+        for name in ("steps", "aspect_ratios", "in_channels"):
+            got = getattr(self, name)
+            if len(got) != levels:
+                fail(name, f"{levels} values (one per feature map)", f"{len(got)} values {got}")
+        if len(self.box_sizes) != levels + 1:
+            fail("box_sizes", f"{levels + 1} values (feature maps + 1)",
+                 f"{len(self.box_sizes)} values {self.box_sizes}")  # fmt: skip
+        for k, fm in enumerate(self.feature_map_sizes):
+            if not _is_int(fm) or fm < 1:
+                fail(f"feature_map_sizes[{k}]", "a positive int", fm)
+        for k, ch in enumerate(self.in_channels):
+            if not _is_int(ch) or ch < 1:
+                fail(f"in_channels[{k}]", "a positive int", ch)
+        if not all(_is_finite_positive(s) for s in self.box_sizes):
+            fail("box_sizes", "finite positive sizes in pixels", self.box_sizes)
+        if any(b <= a for a, b in zip(self.box_sizes, self.box_sizes[1:])):
+            fail("box_sizes", "strictly increasing sizes", self.box_sizes)
+        for k, (fm, step) in enumerate(zip(self.feature_map_sizes, self.steps)):
+            if not _is_finite_positive(step):
+                fail(f"steps[{k}]", "a finite positive number of pixels", step)
+            # The cells must tile the image: fm * step >= S > (fm - 1) * step (1e-6 for float steps).
+            eps = 1e-6 * self.image_size
+            if not (fm * step >= self.image_size - eps and (fm - 1) * step < self.image_size - eps):
+                fail(f"steps[{k}]",
+                     f"a step with {fm} * step >= image_size {self.image_size} > {fm - 1} * step "
+                     f"(feature map {fm} must cover the image), e.g. {self.image_size / fm:g}",
+                     step)  # fmt: skip
+        for k, ratios in enumerate(self.aspect_ratios):
+            if not all(_is_finite_positive(r) for r in ratios):
+                fail(f"aspect_ratios[{k}]", "finite ratios > 0", ratios)
+        if self.backbone not in BACKBONES:
+            fail("backbone", f"one of {BACKBONES}", self.backbone)
+        if len(self.variances) != 2 or not all(_is_finite_positive(v) for v in self.variances):
+            fail("variances", "two positive numbers (center, size)", self.variances)
+        if not 0.0 < self.iou_threshold <= 1.0:
+            fail("iou_threshold", "a number in (0, 1]", self.iou_threshold)
+        if not _is_finite_positive(self.neg_pos_ratio):
+            fail("neg_pos_ratio", "a positive number", self.neg_pos_ratio)
+        if not 0.0 <= self.score_threshold < 1.0:
+            fail("score_threshold", "a number in [0, 1)", self.score_threshold)
+        if not 0.0 < self.nms_threshold <= 1.0:
+            fail("nms_threshold", "a number in (0, 1]", self.nms_threshold)
+        for name in ("pre_nms_top_k", "max_detections"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                fail(name, "a positive int", value)
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if len(value) != 3:
+                fail(name, "3 values (R, G, B)", value)
+        if not all(_is_finite_positive(s) for s in self.std):
+            fail("std", "positive values", self.std)
+
+    @property
+    def num_levels(self) -> int:
+        """L, the number of feature maps that carry anchors."""
+        return len(self.feature_map_sizes)
+
+    @property
+    def anchors_per_location(self) -> tuple[int, ...]:
+        """Anchors at each cell of each level: 2 squares + 2 rectangles per aspect ratio."""
+        return tuple(2 + 2 * len(ratios) for ratios in self.aspect_ratios)
+
+    @property
+    def anchors_per_level(self) -> tuple[int, ...]:
+        """fm_k^2 * anchors_per_location[k] for each level."""
+        return tuple(fm * fm * k for fm, k in zip(self.feature_map_sizes, self.anchors_per_location))
+
+    @property
+    def num_anchors(self) -> int:
+        """A, the total number of default boxes over all levels."""
+        return sum(self.anchors_per_level)
+
+    def replace(self, **changes: Any) -> SSDConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python data (lists, numbers, strings), safe for checkpoints and JSON."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = [list(v) if isinstance(v, tuple) else v for v in value]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SSDConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"SSDConfig.from_dict: unknown fields {unknown}; expected a subset of {sorted(names)}")
+        return cls(**data)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def paper_box_sizes(image_size: float, num_levels: int, s_min: float = 0.2, s_max: float = 0.9) -> list[float]:
+    """Box sizes in pixels from the SSD paper's linear rule (eq. 4), extended with one extra size.
+
+    s_k = s_min + (s_max - s_min) / (m - 1) * (k - 1) for k = 1 … m, with m = num_levels; the
+    (m + 1)-th value continues the line so the last level has a s_{k+1} for its second square.
+    """
+    if num_levels < 2:
+        raise ValueError(f"num_levels must be >= 2 for the linear rule, got {num_levels}")
+    delta = (s_max - s_min) / (num_levels - 1)
+    return [image_size * (s_min + delta * k) for k in range(num_levels + 1)]
+
+
+SSD512_VOC = SSDConfig(
+    name="ssd512_voc",
+    image_size=512,
+    num_classes=21,
+    class_names=VOC_CLASSES,
+    feature_map_sizes=(64, 32, 16, 8, 4, 2, 1),
+    steps=(8, 16, 32, 64, 128, 256, 512),
+    box_sizes=(35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6),
+    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+    in_channels=(512, 1024, 512, 256, 256, 256, 256),
+    backbone="vgg16",
+)
+
+# The SSD paper's SSD300 (and torchvision's ssd300_vgg16): 8732 anchors.
+SSD300_VOC = SSDConfig(
+    name="ssd300_voc",
+    image_size=300,
+    num_classes=21,
+    class_names=VOC_CLASSES,
+    feature_map_sizes=(38, 19, 10, 5, 3, 1),
+    steps=(8, 16, 32, 64, 100, 300),
+    box_sizes=(30.0, 60.0, 111.0, 162.0, 213.0, 264.0, 315.0),
+    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+    in_channels=(512, 1024, 512, 256, 256, 256),
+    backbone="vgg16",
+)
+
+# Small enough to train on a laptop CPU in minutes on ShapesDataset (128 px, 1524 anchors).
+TINY_SHAPES = SSDConfig(
+    name="tiny_shapes",
+    image_size=128,
+    num_classes=4,
+    class_names=SHAPES_CLASSES,
+    feature_map_sizes=(16, 8, 4, 2, 1),
+    steps=(8, 16, 32, 64, 128),
+    box_sizes=(12.8, 25.6, 44.8, 64.0, 89.6, 115.2),
+    aspect_ratios=((2,), (2, 3), (2, 3), (2,), (2,)),
+    in_channels=(64, 128, 128, 128, 128),
+    backbone="tiny",
+)
+
+PRESETS: dict[str, SSDConfig] = {cfg.name: cfg for cfg in (SSD512_VOC, SSD300_VOC, TINY_SHAPES)}
+
+
+def get_config(name: str) -> SSDConfig:
+    """Look a preset up by name: ``"ssd512_voc"``, ``"ssd300_voc"`` or ``"tiny_shapes"``."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid names: {', '.join(sorted(PRESETS))}")
+    return PRESETS[key]
