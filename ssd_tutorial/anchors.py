@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .config import SSDConfig
 
-__all__ = ["default_boxes", "level_box_shapes"]
+__all__ = ["default_boxes", "level_box_shapes", "anchor_table", "format_anchor_table"]
 
 
 def level_box_shapes(cfg: SSDConfig, level: int) -> list[tuple[float, float]]:
@@ -49,3 +49,40 @@ def default_boxes(cfg: SSDConfig) -> Tensor:
         boxes = torch.cat([centers.expand(-1, k, -1), shapes.expand(fm * fm, -1, -1)], dim=-1)  # [fm*fm, k, 4]
         per_level.append(boxes.reshape(-1, 4))  # [fm*fm*k, 4]
     return torch.cat(per_level).to(torch.float32)  # [A, 4]
+
+
+def anchor_table(cfg: SSDConfig) -> list[dict]:
+    """One row per level: feature map, step, box sizes, aspect ratios and anchor counts.
+
+    The table of 01_constants.ipynb and of ``python -m ssd_tutorial anchors``.
+    """
+    rows = []
+    for level in range(cfg.num_levels):
+        fm = cfg.feature_map_sizes[level]
+        rows.append({
+            "level": level,
+            "feature_map": fm,
+            "step": cfg.steps[level],
+            "box_size": cfg.box_sizes[level],
+            "next_box_size": cfg.box_sizes[level + 1],
+            "aspect_ratios": cfg.aspect_ratios[level],
+            "in_channels": cfg.in_channels[level],
+            "anchors_per_location": cfg.anchors_per_location[level],
+            "anchors": cfg.anchors_per_level[level],
+        })  # fmt: skip
+    return rows
+
+
+def format_anchor_table(cfg: SSDConfig) -> str:
+    """:func:`anchor_table` as fixed-width text, with a total line."""
+    header = f"{'level':>5} {'map':>7} {'step':>7} {'s_k':>7} {'s_k+1':>7} {'ratios':>8} {'ch':>5} {'per loc':>7} {'anchors':>8}"
+    lines = [f"{cfg.name}: {cfg.image_size}x{cfg.image_size} input, {cfg.num_classes} classes", header]
+    for row in anchor_table(cfg):
+        fm = row["feature_map"]
+        ratios = ",".join(f"{r:g}" for r in row["aspect_ratios"])
+        lines.append(
+            f"{row['level']:>5} {f'{fm}x{fm}':>7} {row['step']:>7.4g} {row['box_size']:>7.2f} {row['next_box_size']:>7.2f}"
+            f" {ratios:>8} {row['in_channels']:>5} {row['anchors_per_location']:>7} {row['anchors']:>8}"
+        )
+    lines.append(f"{'total':>5} {'':>7} {'':>7} {'':>7} {'':>7} {'':>8} {'':>5} {'':>7} {cfg.num_anchors:>8}")
+    return "\n".join(lines)
