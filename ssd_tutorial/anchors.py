@@ -75,14 +75,18 @@ def anchor_table(cfg: SSDConfig) -> list[dict]:
 
 def format_anchor_table(cfg: SSDConfig) -> str:
     """:func:`anchor_table` as fixed-width text, with a total line."""
-    header = f"{'level':>5} {'map':>7} {'step':>7} {'s_k':>7} {'s_k+1':>7} {'ratios':>8} {'ch':>5} {'per loc':>7} {'anchors':>8}"
+    header = (
+        f"{'level':>5} {'map':>7} {'step':>7} {'s_k':>7} {'s_k+1':>7} {'ratios':>8} {'ch':>5}"
+        f" {'per loc':>7} {'anchors':>8}"
+    )
     lines = [f"{cfg.name}: {cfg.image_size}x{cfg.image_size} input, {cfg.num_classes} classes", header]
     for row in anchor_table(cfg):
         fm = row["feature_map"]
         ratios = ",".join(f"{r:g}" for r in row["aspect_ratios"])
         lines.append(
-            f"{row['level']:>5} {f'{fm}x{fm}':>7} {row['step']:>7.4g} {row['box_size']:>7.2f} {row['next_box_size']:>7.2f}"
-            f" {ratios:>8} {row['in_channels']:>5} {row['anchors_per_location']:>7} {row['anchors']:>8}"
+            f"{row['level']:>5} {f'{fm}x{fm}':>7} {row['step']:>7.4g} {row['box_size']:>7.2f}"
+            f" {row['next_box_size']:>7.2f} {ratios:>8} {row['in_channels']:>5}"
+            f" {row['anchors_per_location']:>7} {row['anchors']:>8}"
         )
     lines.append(f"{'total':>5} {'':>7} {'':>7} {'':>7} {'':>7} {'':>8} {'':>5} {'':>7} {cfg.num_anchors:>8}")
     return "\n".join(lines)
