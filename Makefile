@@ -2,6 +2,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Jupyter refuses to run as root (containers, CI) unless told; harmless otherwise.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: setup lab test lint format student bench bench-quick checkpoint clean-build
 
@@ -9,7 +11,7 @@ setup:
 	@bash scripts/setup_env.sh
 
 lab: setup
-	$(PY) -m jupyter lab --notebook-dir=notebooks
+	$(PY) -m jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 test: setup
 	$(PY) -m ruff check ssd_tutorial tests benchmarks scripts

@@ -1,0 +1,237 @@
+"""Auto-checked exercises for the notebooks: ``check(name, answer)``, ``hint(name)``, ``solution(name)``.
+
+Each exercise is an :class:`Exercise` in a registry keyed by name (``"01_anchors_per_level"``: the
+notebook number, then what is asked). A notebook registers its exercises here with :func:`register`;
+the checker returns ``None`` for a right answer and a teaching message otherwise, so ``check`` can
+print it. Printing is the purpose of this module, unlike the rest of the package.
+
+Introduced in: 01_constants.ipynb
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Exercise",
+    "register",
+    "get_exercise",
+    "exercise_names",
+    "check",
+    "hint",
+    "solution",
+    "compare_number",
+    "compare_sequence",
+]
+
+Checker = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: what is asked, how an answer is checked, a hint and a worked solution.
+
+    ``checker(answer)`` returns ``None`` when the answer is right, else a message for the learner.
+    """
+
+    name: str
+    question: str
+    checker: Checker
+    hint: str
+    solution: str
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def register(name: str, *, question: str, hint: str, solution: str) -> Callable[[Checker], Checker]:
+    """Decorator that registers ``checker`` as exercise ``name``; names must be unique.
+
+    Introduced in: 01_constants.ipynb
+    """
+
+    def decorator(checker: Checker) -> Checker:
+        if name in _REGISTRY:
+            raise ValueError(f"exercise {name!r} is already registered")
+        _REGISTRY[name] = Exercise(name, question, checker, hint.strip(), solution.strip())
+        return checker
+
+    return decorator
+
+
+def exercise_names() -> list[str]:
+    """All registered exercise names, sorted (so notebook order).
+
+    Introduced in: 01_constants.ipynb
+    """
+    return sorted(_REGISTRY)
+
+
+def get_exercise(name: str) -> Exercise | None:
+    """The :class:`Exercise` called ``name``, or ``None`` if there is none.
+
+    Introduced in: 01_constants.ipynb
+    """
+    return _REGISTRY.get(name) if isinstance(name, str) else None
+
+
+def _lookup(name: Any) -> Exercise | None:
+    exercise = get_exercise(name)
+    if exercise is None:
+        print(f"❌ There is no exercise called {name!r}. Valid names: {', '.join(exercise_names())}")
+    return exercise
+
+
+def check(name: str, answer: Any) -> bool:
+    """Check ``answer`` for exercise ``name``; print a pass line or what is wrong; return whether it passed.
+
+    Never raises at the learner: an unknown name, a wrong type or an answer (function) that raises
+    becomes a message.
+
+    Introduced in: 01_constants.ipynb
+    """
+    exercise = _lookup(name)
+    if exercise is None:
+        return False
+    try:
+        problem = exercise.checker(answer)
+    except Exception as error:  # the learner's function raised, or an answer we could not read
+        problem = f"checking your answer raised {type(error).__name__}: {error}"
+    if problem is None:
+        print(f"✅ {name}: correct!")
+        return True
+    print(f"❌ {name}: not yet. {problem}\n   (hint: ssd_tutorial.exercises.hint({name!r}))")
+    return False
+
+
+def hint(name: str) -> None:
+    """Print the hint of exercise ``name``.
+
+    Introduced in: 01_constants.ipynb
+    """
+    exercise = _lookup(name)
+    if exercise is not None:
+        print(f"💡 {name}: {exercise.hint}")
+
+
+def solution(name: str) -> None:
+    """Print the worked solution of exercise ``name``.
+
+    Introduced in: 01_constants.ipynb
+    """
+    exercise = _lookup(name)
+    if exercise is not None:
+        print(f"📖 {name}:\n{exercise.solution}")
+
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__} of shape {list(shape)}"
+    return type(value).__name__
+
+
+def _as_number(value: Any) -> float | None:
+    """A real number from an int/float/0-d tensor or array; None for anything else (bools included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if getattr(value, "shape", None) is not None and tuple(value.shape) == () and hasattr(value, "item"):
+        item = value.item()
+        return None if isinstance(item, bool) else float(item)
+    return None
+
+
+def compare_number(expected: float, answer: Any, *, what: str = "the answer", rel_tol: float = 1e-6) -> str | None:
+    """``None`` if ``answer`` is a number equal to ``expected`` (relative tolerance), else a message.
+
+    Introduced in: 01_constants.ipynb
+    """
+    got = _as_number(answer)
+    if got is None:
+        return f"{what} should be a number (int, float or 0-d tensor), got {_describe(answer)}: {answer!r}"
+    if not math.isclose(got, expected, rel_tol=rel_tol, abs_tol=rel_tol):
+        return f"{what} should be {expected:g}, got {got:g}"
+    return None
+
+
+def compare_sequence(expected: Sequence[float], answer: Any, *, what: str = "the answer",
+                     rel_tol: float = 1e-6) -> str | None:  # fmt: skip
+    """``None`` if ``answer`` (list, tuple, 1-D tensor/array) equals ``expected`` element-wise, else a message
+    naming the expected length or the first mismatching element.
+
+    Introduced in: 01_constants.ipynb
+    """
+    if isinstance(answer, (str, bytes, dict)) or not hasattr(answer, "__len__"):
+        return f"{what} should be a list, tuple or 1-D tensor of {len(expected)} numbers, got {_describe(answer)}"
+    shape = getattr(answer, "shape", None)
+    if shape is not None and len(shape) != 1:
+        return f"{what} should be 1-D with {len(expected)} values, got {_describe(answer)}"
+    values = answer.tolist() if hasattr(answer, "tolist") else list(answer)
+    if len(values) != len(expected):
+        return f"{what} should have {len(expected)} values (one per level), got {len(values)}: {values}"
+    for index, (want, got) in enumerate(zip(expected, values)):
+        problem = compare_number(want, got, what=f"element [{index}]", rel_tol=rel_tol)
+        if problem is not None:
+            return f"{what}: first mismatch at {problem}"
+    return None
+
+
+def _anchors_per_level_512() -> tuple[int, ...]:
+    from .config import SSD512_VOC
+
+    return SSD512_VOC.anchors_per_level
+
+
+@register(
+    "01_anchors_per_level",
+    question="How many anchors does each level of SSD512_VOC have? Give a function level -> count "
+    "(level 0 … 6) or the 7 counts as a list / tensor.",
+    hint="A level with an f x f feature map has f*f locations, and every location has 2 + 2*len(ratios) anchors "
+    "(two squares, then a lying and a standing rectangle per aspect ratio).",
+    solution="""
+def anchors_at_level(k, cfg=ssd_tutorial.SSD512_VOC):
+    fm = cfg.feature_map_sizes[k]
+    per_location = 2 + 2 * len(cfg.aspect_ratios[k])
+    return fm * fm * per_location
+
+[anchors_at_level(k) for k in range(7)]  # [16384, 6144, 1536, 384, 96, 16, 4]
+""",
+)
+def _check_anchors_per_level(answer: Any) -> str | None:
+    expected = _anchors_per_level_512()
+    if callable(answer):
+        for level, want in enumerate(expected):
+            try:
+                got = answer(level)
+            except Exception as error:
+                return f"calling your function with level={level} raised {type(error).__name__}: {error}"
+            problem = compare_number(want, got, what=f"your function at level={level}")
+            if problem is not None:
+                return problem
+        return None
+    return compare_sequence(expected, answer, what="the anchor counts per level")
+
+
+@register(
+    "01_total_anchors",
+    question="How many anchors does SSD300_VOC (the SSD paper's SSD300) have in all?",
+    hint="Sum f_k^2 * (2 + 2*len(ratios_k)) over the 6 levels; feature maps 38, 19, 10, 5, 3, 1 "
+    "with 4, 6, 6, 6, 4, 4 anchors per location.",
+    solution="""
+cfg = ssd_tutorial.SSD300_VOC
+sum(fm * fm * (2 + 2 * len(r)) for fm, r in zip(cfg.feature_map_sizes, cfg.aspect_ratios))  # 8732
+""",
+)
+def _check_total_anchors(answer: Any) -> str | None:
+    from .config import SSD300_VOC, SSD512_VOC
+
+    problem = compare_number(SSD300_VOC.num_anchors, answer, what="the total")
+    if problem is not None and _as_number(answer) == SSD512_VOC.num_anchors:
+        problem += " (that is SSD512's total; this asks for SSD300_VOC)"
+    return problem

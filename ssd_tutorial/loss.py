@@ -1,0 +1,96 @@
+"""The MultiBox loss: smooth-L1 on positive anchors plus cross-entropy with hard negative mining.
+
+Introduced in: 05_loss.ipynb
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["multibox_loss", "hard_negative_mask"]
+
+
+def _check_shapes(loc_preds: Tensor, cls_logits: Tensor, loc_targets: Tensor, cls_targets: Tensor) -> None:
+    named = {"loc_preds": loc_preds, "cls_logits": cls_logits, "loc_targets": loc_targets, "cls_targets": cls_targets}
+    for name, value in named.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if cls_logits.ndim != 3 or cls_logits.shape[-1] < 2:
+        raise ValueError(f"cls_logits must be [B, A, C] with C >= 2, got {list(cls_logits.shape)}")
+    B, A, C = cls_logits.shape
+    expected = {"loc_preds": [B, A, 4], "loc_targets": [B, A, 4], "cls_targets": [B, A]}
+    for name, shape in expected.items():
+        if list(named[name].shape) != shape:
+            raise ValueError(f"{name} must be {shape} (from cls_logits [B, A, C] = {[B, A, C]}), "
+                             f"got {list(named[name].shape)}")  # fmt: skip
+    if cls_targets.dtype.is_floating_point or cls_targets.dtype == torch.bool:
+        raise TypeError(f"cls_targets must be an integer tensor of class ids, got {cls_targets.dtype}")
+    if cls_targets.numel() and not 0 <= int(cls_targets.min()) <= int(cls_targets.max()) < C:
+        raise ValueError(f"cls_targets must be class ids in [0, {C - 1}] (C = {C}), "
+                         f"got values in [{int(cls_targets.min())}, {int(cls_targets.max())}]")  # fmt: skip
+
+
+def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float = 3) -> Tensor:
+    """Which negatives each image keeps: its ``neg_pos_ratio * P_i`` with the largest loss.
+
+    An image without positives keeps its ``neg_pos_ratio`` hardest negatives (SSD paper, section
+    2.2 "Hard negative mining", plus the empty-image rule of this tutorial). Ties are broken by
+    the sort, which never changes the summed loss.
+
+    Args:
+        ce: Tensor[B, A] per-anchor classification loss.
+        positive: Tensor[B, A] bool, anchors matched to an object.
+        neg_pos_ratio: negatives kept per positive.
+
+    Returns:
+        Tensor[B, A] bool, the kept negatives (never a positive).
+
+    Introduced in: 05_loss.ipynb
+    """
+    num_pos = positive.sum(dim=1)  # [B]
+    num_neg = torch.floor(neg_pos_ratio * num_pos.clamp(min=1).to(torch.float64)).long()  # [B]
+    neg_loss = ce.detach().masked_fill(positive, float("-inf"))  # positives sort last
+    order = neg_loss.argsort(dim=1, descending=True)  # [B, A] anchor ids, hardest first
+    rank = order.argsort(dim=1)  # [B, A] rank of each anchor within its image
+    return (rank < num_neg[:, None]) & ~positive
+
+
+def multibox_loss(
+    loc_preds: Tensor,
+    cls_logits: Tensor,
+    loc_targets: Tensor,
+    cls_targets: Tensor,
+    neg_pos_ratio: float = 3,
+) -> dict[str, Tensor]:
+    """SSD's training objective (SSD paper, eq. 1-3), both terms divided by the positives of the batch.
+
+    Args:
+        loc_preds: Tensor[B, A, 4] predicted offsets (see ``boxes.encode_boxes``).
+        cls_logits: Tensor[B, A, C] class scores before softmax, class 0 is background.
+        loc_targets: Tensor[B, A, 4] encoded offsets of the matched boxes (0 for background).
+        cls_targets: Tensor[B, A] long, class of the matched box, 0 for background.
+        neg_pos_ratio: negatives kept per positive in hard negative mining (paper: 3).
+
+    Returns:
+        ``{"loss_loc": Tensor[], "loss_cls": Tensor[]}``: with P the positives of the whole batch,
+        loss_loc = Σ smooth-L1 (β = 1) over positives and their 4 coordinates / max(P, 1);
+        loss_cls = Σ cross-entropy over positives and kept negatives / max(P, 1). Never NaN, also
+        for a batch without objects.
+
+    Introduced in: 05_loss.ipynb
+    """
+    _check_shapes(loc_preds, cls_logits, loc_targets, cls_targets)
+    B, A, C = cls_logits.shape
+    dtype = torch.promote_types(cls_logits.dtype, torch.float32)  # fp16 logits under autocast
+    positive = cls_targets > 0  # [B, A]
+    num_pos = positive.sum().clamp(min=1).to(dtype)
+
+    loss_loc = F.smooth_l1_loss(loc_preds[positive].to(dtype), loc_targets[positive].to(dtype),
+                                reduction="sum", beta=1.0)  # fmt: skip
+    ce = F.cross_entropy(cls_logits.reshape(B * A, C).to(dtype), cls_targets.reshape(B * A).long(),
+                         reduction="none").reshape(B, A)  # [B, A]  # fmt: skip
+    keep = positive | hard_negative_mask(ce, positive, neg_pos_ratio)  # [B, A]
+    loss_cls = ce[keep].sum()
+    return {"loss_loc": loss_loc / num_pos, "loss_cls": loss_cls / num_pos}

@@ -1,0 +1,318 @@
+"""Anchor <-> ground-truth matching and batched target encoding.
+
+Introduced in: 05_loss.ipynb
+
+The rule is the article's (and the SSD paper's, section 2.2 "Matching strategy"):
+
+1. greedy bipartite step: repeatedly take the largest remaining IoU (anchor a, box m), give anchor a
+   to box m and remove a's row and m's column; stop when the largest remaining IoU is < 1e-6. Every
+   box that overlaps some anchor gets at least one anchor, even a box smaller than every anchor.
+2. threshold step: every anchor still unmatched whose best IoU is >= ``iou_threshold`` takes that box.
+
+Ties are broken by index, so the result is deterministic on every device: in the greedy step, among
+equal IoUs the lowest box index wins, then the lowest anchor index; in the threshold step the lowest
+box index wins.
+
+Why the greedy step is cheap: when box m is picked in round t, at most t - 1 <= M - 1 anchors have
+been removed, so its pick is among its M best anchors. The rounds therefore run on a [B, M, M]
+candidate set (top M anchors per box), not on the [B, M, A] IoU tensor; an anchor that is a
+candidate of several boxes is removed from all of them when taken.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from .boxes import cxcywh_to_xyxy, encode_boxes, xyxy_to_cxcywh
+from .config import SSDConfig
+
+__all__ = ["match_anchors", "encode_targets"]
+
+_MIN_IOU = 1e-6  # the greedy step stops below this IoU: such a pair does not overlap
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    # float16 areas overflow at ~256 px; float64 stays float64 so its ties are exact too.
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _pairwise_iou(boxes_xyxy: Tensor, anchors_xyxy: Tensor) -> Tensor:
+    """IoU of every box with every anchor: boxes [..., M, 4], anchors [A, 4] -> [..., M, A].
+
+    Same values as ``torchvision.ops.box_iou`` (same operations in the same order), but built from
+    column vectors with in-place operations: box_iou materializes [M, A, 2] corner tensors, which makes
+    it ~10x slower for a batch of boxes against 8732 anchors (see benchmarks/bench_encode_targets.py).
+    """
+    leading = boxes_xyxy.shape[:-1]
+    bx1, by1, bx2, by2 = boxes_xyxy.reshape(-1, 4).unsqueeze(-1).unbind(1)  # [N, 1] each
+    ax1, ay1, ax2, ay2 = anchors_xyxy.t().contiguous()  # [A] each
+    inter = torch.minimum(bx2, ax2)  # [N, A]
+    scratch = torch.maximum(bx1, ax1)  # [N, A]
+    inter.sub_(scratch).clamp_(min=0)  # intersection width
+    torch.minimum(by2, ay2, out=scratch)
+    scratch.sub_(torch.maximum(by1, ay1)).clamp_(min=0)  # intersection height
+    inter.mul_(scratch)
+    union = torch.add((bx2 - bx1) * (by2 - by1), (ax2 - ax1) * (ay2 - ay1), out=scratch).sub_(inter)
+    return inter.div_(union).view(*leading, anchors_xyxy.shape[0])  # [..., M, A]
+
+
+def _ranked_candidates(iou: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k best anchors of each box, ordered by IoU descending then anchor index ascending.
+
+    Args:
+        iou: Tensor[B, M, A].
+        k: candidates per box, 1 <= k <= A.
+
+    Returns:
+        (values Tensor[B, M, k], anchor indices Tensor[B, M, k] long).
+    """
+    num_anchors = iou.shape[-1]
+    k_plus = min(k + 1, num_anchors)
+    values, index = iou.topk(k_plus, dim=-1)  # [B, M, k+1]; topk orders ties arbitrarily
+    if k_plus > k:
+        # The top-k *set* is ambiguous only when the (k+1)-th value equals the k-th one; then that row
+        # is ranked again with a stable sort (ties keep ascending anchor order). Below _MIN_IOU the
+        # candidates are never taken, so ties there do not matter.
+        ambiguous = (values[..., k] == values[..., k - 1]) & (values[..., k - 1] >= _MIN_IOU)  # [B, M]
+        if bool(ambiguous.any()):
+            rows = ambiguous.flatten().nonzero().squeeze(1)  # [R]
+            sorted_values, sorted_index = iou.flatten(0, 1)[rows].sort(dim=-1, descending=True, stable=True)
+            values = values.flatten(0, 1)  # [B*M, k+1]
+            index = index.flatten(0, 1)  # [B*M, k+1]
+            values[rows] = sorted_values[:, :k_plus]
+            index[rows] = sorted_index[:, :k_plus]
+            values = values.view(iou.shape[0], iou.shape[1], k_plus)  # [B, M, k+1]
+            index = index.view(iou.shape[0], iou.shape[1], k_plus)  # [B, M, k+1]
+        values, index = values[..., :k], index[..., :k]  # [B, M, k]
+    # Order inside the set: anchor index ascending, then a stable sort by IoU descending.
+    index, order = index.sort(dim=-1)
+    values = values.gather(-1, order)
+    values, order = values.sort(dim=-1, descending=True, stable=True)
+    return values, index.gather(-1, order)
+
+
+def _greedy_on_candidates(values: Tensor, index: Tensor) -> Tensor:
+    """The greedy bipartite step on ranked candidate lists (see :func:`_ranked_candidates`).
+
+    Args:
+        values: Tensor[B, M, k] IoU of each box's k best anchors (padding rows negative).
+        index: Tensor[B, M, k] long, those anchors.
+
+    Returns:
+        Tensor[B, M] long: the anchor each box takes, -1 if none.
+    """
+    batch, num_boxes, k = values.shape
+    values = values.clone()  # [B, M, k], entries are set to -1 as they are removed
+    flat_values = values.view(batch, num_boxes * k)  # [B, M*k], shares memory with values
+    flat_index = index.reshape(batch, num_boxes * k)  # [B, M*k]
+    images = torch.arange(batch, device=values.device)
+    taken = torch.full((batch, num_boxes), -1, dtype=torch.long, device=values.device)
+    for _ in range(min(num_boxes, k)):
+        # max returns the first maximum: the lowest box, then its best-ranked (lowest-index) anchor.
+        best, position = flat_values.max(dim=1)  # [B]
+        box = torch.div(position, k, rounding_mode="floor")  # [B]
+        anchor = flat_index.gather(1, position.unsqueeze(1)).squeeze(1)  # [B]
+        keep = best >= _MIN_IOU  # [B]; an image whose best is below is finished
+        taken[images, box] = torch.where(keep, anchor, taken[images, box])
+        values[images, box] = -1.0  # remove box m's column
+        values.masked_fill_(index == anchor.view(batch, 1, 1), -1.0)  # remove anchor a's row from every box
+    return taken
+
+
+def _greedy_anchors(iou: Tensor) -> Tensor:
+    """Greedy bipartite step on a batch: IoU Tensor[B, M, A] -> Tensor[B, M] long, the anchor of each box or -1.
+
+    Shortcut: if no two boxes of an image share their best anchor, the greedy step gives every box its
+    best anchor (no pick ever removes another box's best). Only images where two boxes compete run
+    the rounds, on their M best anchors per box.
+    """
+    batch, num_boxes, num_anchors = iou.shape
+    best, best_anchor = iou.max(dim=-1)  # [B, M] each; ties -> lowest anchor index
+    taken = torch.where(best >= _MIN_IOU, best_anchor, -1)  # [B, M]
+    clash = (taken.unsqueeze(2) == taken.unsqueeze(1)) & (taken >= 0).unsqueeze(2)  # [B, M, M]
+    clash &= ~torch.eye(num_boxes, dtype=torch.bool, device=iou.device)
+    competing = clash.flatten(1).any(dim=1)  # [B]
+    if bool(competing.any()):
+        images = competing.nonzero().squeeze(1)  # [b]
+        values, index = _ranked_candidates(iou[images], min(num_boxes, num_anchors))  # [b, M, k] each
+        taken[images] = _greedy_on_candidates(values, index)
+    return taken
+
+
+def _match_batched(iou: Tensor, iou_threshold: float) -> Tensor:
+    """Both matching steps on a batch: IoU Tensor[B, M, A] (padding rows < 0) -> Tensor[B, A] long, -1 = background."""
+    batch, num_boxes, num_anchors = iou.shape
+    matches = torch.full((batch, num_anchors), -1, dtype=torch.long, device=iou.device)
+    if num_boxes == 0:
+        return matches
+    # Threshold step, on the few anchors above the threshold (argmax: ties -> lowest box index).
+    image, anchor = (iou.amax(dim=1) >= iou_threshold).nonzero(as_tuple=True)  # [P] each
+    matches[image, anchor] = iou[image, :, anchor].argmax(dim=1)  # iou[image, :, anchor] is [P, M]
+    # The greedy step wins over the threshold step; -1 entries write into a spare column A, dropped after.
+    taken = _greedy_anchors(iou)  # [B, M]
+    column = torch.where(taken >= 0, taken, num_anchors)  # [B, M]
+    boxes = torch.arange(num_boxes, device=iou.device).expand(batch, num_boxes)  # [B, M]
+    matches = torch.cat([matches, matches.new_full((batch, 1), -1)], dim=1)  # [B, A+1]
+    matches.scatter_(1, column, boxes)
+    return matches[:, :num_anchors]
+
+
+def _check_threshold(iou_threshold: float) -> None:
+    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)) or not 0 < iou_threshold <= 1:
+        raise ValueError(f"iou_threshold must be a number in (0, 1], got {iou_threshold!r}")
+
+
+def _check_box_tensor(boxes: Tensor, name: str) -> None:
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [M, 4] of xyxy pixels, got {type(boxes).__name__}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must be [M, 4] xyxy pixels, got shape {list(boxes.shape)}")
+    if not boxes.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {boxes.dtype}")
+
+
+def _check_box_values(boxes: Tensor, locate: Callable[[int], str]) -> None:
+    """One vectorized check of [N, 4] xyxy boxes; the error names ``locate(i)`` of the first bad box."""
+    x1, y1, x2, y2 = boxes.unbind(1)  # [N] each
+    not_finite = ~torch.isfinite(boxes).all(dim=1)
+    inverted = (x2 < x1) | (y2 < y1)
+    zero_area = (x2 == x1) | (y2 == y1)
+    problems = (
+        (not_finite, "finite coordinates (no NaN or inf)"),
+        (inverted, "x1 <= x2 and y1 <= y2 (xyxy, not xywh or cxcywh)"),
+        (zero_area, "a positive area (x2 > x1 and y2 > y1); zero-area boxes can never be matched"),
+    )
+    if not bool((not_finite | inverted | zero_area).any()):
+        return
+    for mask, expected in problems:
+        bad = mask.nonzero()
+        if bad.numel():
+            i = int(bad[0, 0])
+            raise ValueError(f"{locate(i)} must have {expected}, got {boxes[i].tolist()}")
+
+
+def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """Match one image's ground-truth boxes to anchors with the article's two-step rule (module docstring).
+
+    Introduced in: 05_loss.ipynb
+
+    Args:
+        gt_boxes_xyxy: Tensor[M, 4] xyxy pixels; M may be 0.
+        anchors_xyxy: Tensor[A, 4] xyxy pixels, the *unclipped* default boxes.
+        iou_threshold: IoU from which a still-unmatched anchor takes its best box (SSD paper: 0.5).
+
+    Returns:
+        Tensor[A] long on the anchors' device: index of the matched box, -1 for background.
+    """
+    _check_box_tensor(gt_boxes_xyxy, "gt_boxes_xyxy")
+    _check_box_tensor(anchors_xyxy, "anchors_xyxy")
+    _check_threshold(iou_threshold)
+    dtype = _work_dtype(anchors_xyxy.dtype)
+    anchors = anchors_xyxy.to(dtype)
+    gt = gt_boxes_xyxy.to(device=anchors.device, dtype=dtype)
+    _check_box_values(gt, lambda m: f"gt_boxes_xyxy[{m}]")
+    _check_box_values(anchors, lambda a: f"anchors_xyxy[{a}]")
+    iou = _pairwise_iou(gt, anchors).unsqueeze(0)  # [1, M, A]
+    return _match_batched(iou, iou_threshold).squeeze(0)
+
+
+def _gather_targets(targets: list[dict], num_classes: int, device: torch.device, dtype: torch.dtype) -> tuple:
+    """Check the structure of each target, concatenate, then check all values at once.
+
+    Returns (boxes Tensor[N, 4], labels Tensor[N] long, counts list[int]) on ``device``.
+    """
+    if not isinstance(targets, (list, tuple)):
+        raise TypeError(f"targets must be a list of dicts with 'boxes' and 'labels', got {type(targets).__name__}")
+    counts = []
+    for b, target in enumerate(targets):
+        if not isinstance(target, Mapping) or "boxes" not in target or "labels" not in target:
+            got = sorted(target) if isinstance(target, Mapping) else type(target).__name__
+            raise ValueError(f"targets[{b}] must be a dict with 'boxes' and 'labels', got {got}")
+        boxes, labels = target["boxes"], target["labels"]
+        _check_box_tensor(boxes, f"targets[{b}]['boxes']")
+        if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.shape[0] != boxes.shape[0]:
+            got = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise ValueError(f"targets[{b}]['labels'] must be a Tensor [{boxes.shape[0]}] (one per box), got {got}")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise ValueError(f"targets[{b}]['labels'] must be an integer tensor, got {labels.dtype}")
+        counts.append(boxes.shape[0])
+    if not targets:
+        return torch.zeros(0, 4, device=device, dtype=dtype), torch.zeros(0, dtype=torch.long, device=device), counts
+    boxes = torch.cat([t["boxes"].to(device=device, dtype=dtype) for t in targets])  # [N, 4]
+    labels = torch.cat([t["labels"].to(device=device, dtype=torch.long) for t in targets])  # [N]
+    offsets = [0]
+    for count in counts:
+        offsets.append(offsets[-1] + count)
+
+    def locate(i: int, key: str = "boxes") -> str:
+        b = bisect.bisect_right(offsets, i) - 1
+        return f"targets[{b}]['{key}'][{i - offsets[b]}]"
+
+    _check_box_values(boxes, locate)
+    bad_label = (labels < 1) | (labels >= num_classes)
+    if bool(bad_label.any()):
+        i = int(bad_label.nonzero()[0, 0])
+        raise ValueError(f"{locate(i, 'labels')} must be a class id in 1..{num_classes - 1} (0 is background), "
+                         f"got {int(labels[i])}")  # fmt: skip
+    return boxes, labels, counts
+
+
+def encode_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) -> tuple[Tensor, Tensor]:
+    """Training targets of a whole batch: match every image's boxes to the anchors, then encode them.
+
+    Introduced in: 05_loss.ipynb
+
+    All images are matched at once: boxes are padded to the largest M of the batch (padding is never
+    matched), so there is no Python loop over images in the tensor work.
+
+    Args:
+        targets: B dicts ``{"boxes": Tensor[M, 4] xyxy pixels, "labels": Tensor[M] long in 1..C-1}``;
+            M may be 0 and may differ per image. Tensors may live on any device.
+        anchors_cxcywh: Tensor[A, 4] cxcywh pixels, the unclipped default boxes (``model.anchors``).
+        cfg: uses ``iou_threshold``, ``variances`` and ``num_classes``.
+
+    Returns:
+        loc_targets: Tensor[B, A, 4] offsets (see :func:`~ssd_tutorial.boxes.encode_boxes`), 0 for background.
+        cls_targets: Tensor[B, A] long, 0 for background.
+        Both on the anchors' device; loc_targets in the anchors' dtype.
+    """
+    if not isinstance(cfg, SSDConfig):
+        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}")
+    if not isinstance(anchors_cxcywh, Tensor) or anchors_cxcywh.ndim != 2 or anchors_cxcywh.shape[1] != 4:
+        got = list(anchors_cxcywh.shape) if isinstance(anchors_cxcywh, Tensor) else type(anchors_cxcywh).__name__
+        raise ValueError(f"anchors_cxcywh must be a Tensor [A, 4] cxcywh pixels, got {got}")
+    if not anchors_cxcywh.is_floating_point():
+        raise ValueError(f"anchors_cxcywh must be a floating-point tensor, got {anchors_cxcywh.dtype}")
+    device, dtype = anchors_cxcywh.device, _work_dtype(anchors_cxcywh.dtype)
+    boxes, labels, counts = _gather_targets(targets, cfg.num_classes, device, dtype)
+    anchors = anchors_cxcywh.to(dtype)  # [A, 4]
+    batch, num_anchors, num_boxes = len(counts), anchors.shape[0], max(counts, default=0)
+
+    # Pad to [B, M, ...]; padding boxes are a harmless unit box and their IoU row is set to -1.
+    counts_t = torch.tensor(counts, dtype=torch.long, device=device)  # [B]
+    image = torch.repeat_interleave(torch.arange(batch, device=device), counts_t, output_size=boxes.shape[0])  # [N]
+    slot = torch.arange(boxes.shape[0], device=device) - (counts_t.cumsum(0) - counts_t)[image]  # [N]
+    padded_boxes = boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).repeat(batch, num_boxes, 1)  # [B, M, 4]
+    padded_boxes[image, slot] = boxes
+    padded_labels = labels.new_zeros(batch, num_boxes)  # [B, M]
+    padded_labels[image, slot] = labels
+    is_box = torch.zeros(batch, num_boxes, 1, dtype=torch.bool, device=device)  # [B, M, 1]
+    is_box[image, slot] = True
+
+    iou = _pairwise_iou(padded_boxes, cxcywh_to_xyxy(anchors))  # [B, M, A]
+    iou.masked_fill_(~is_box, -1.0)
+    matches = _match_batched(iou, cfg.iou_threshold)  # [B, A]
+
+    # Encode only the positive anchors (a few per cent) and scatter them into zeros.
+    pos_image, pos_anchor = (matches >= 0).nonzero(as_tuple=True)  # [P] each
+    pos_box = matches[pos_image, pos_anchor]  # [P]
+    gt_cxcywh = xyxy_to_cxcywh(padded_boxes[pos_image, pos_box])  # [P, 4]
+    loc_targets = anchors.new_zeros(batch, num_anchors, 4)  # [B, A, 4]
+    loc_targets[pos_image, pos_anchor] = encode_boxes(gt_cxcywh, anchors[pos_anchor], cfg.variances)
+    cls_targets = torch.zeros(batch, num_anchors, dtype=torch.long, device=device)  # [B, A]
+    cls_targets[pos_image, pos_anchor] = padded_labels[pos_image, pos_box]
+    return loc_targets.to(anchors_cxcywh.dtype), cls_targets

@@ -1,0 +1,82 @@
+"""Detections from raw head outputs: decode, clip, score, per-class NMS, keep the best.
+
+Introduced in: 04_forward_pass.ipynb
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from .boxes import cxcywh_to_xyxy, decode_boxes
+from .config import SSDConfig
+
+__all__ = ["decode_detections"]
+
+
+def _check_inputs(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor, cfg: SSDConfig) -> None:
+    for name, value in (("loc_preds", loc_preds), ("cls_logits", cls_logits), ("anchors_cxcywh", anchors_cxcywh)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if cls_logits.ndim != 3 or cls_logits.shape[-1] != cfg.num_classes:
+        raise ValueError(f"cls_logits must be [B, A, {cfg.num_classes}] (C = cfg.num_classes), "
+                         f"got {list(cls_logits.shape)}")  # fmt: skip
+    B, A, _ = cls_logits.shape
+    if list(loc_preds.shape) != [B, A, 4]:
+        raise ValueError(f"loc_preds must be [B, A, 4] = {[B, A, 4]} (from cls_logits), got {list(loc_preds.shape)}")
+    if list(anchors_cxcywh.shape) != [A, 4]:
+        raise ValueError(f"anchors_cxcywh must be [A, 4] = {[A, 4]} (from cls_logits), "
+                         f"got {list(anchors_cxcywh.shape)}")  # fmt: skip
+
+
+def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor, cfg: SSDConfig) -> list[dict]:
+    """Turn head outputs into at most ``cfg.max_detections`` boxes per image.
+
+    The steps, for the whole batch at once (one ``batched_nms`` call, group = image * C + class):
+
+    1. decode the offsets (``cfg.variances``), convert to xyxy, clip to ``[0, cfg.image_size]``;
+    2. softmax over classes; for each object class c >= 1 of each image keep the at most
+       ``cfg.pre_nms_top_k`` best scores that are > ``cfg.score_threshold``;
+    3. NMS per image and class at ``cfg.nms_threshold``;
+    4. per image, the best ``cfg.max_detections`` over all classes, by descending score.
+
+    Args:
+        loc_preds: Tensor[B, A, 4] predicted offsets.
+        cls_logits: Tensor[B, A, C] class logits, class 0 is background.
+        anchors_cxcywh: Tensor[A, 4] default boxes in pixels.
+        cfg: the model's SSDConfig.
+
+    Returns:
+        B dicts ``{"boxes": Tensor[N, 4] xyxy px, "scores": Tensor[N], "labels": Tensor[N] long}``.
+
+    Introduced in: 04_forward_pass.ipynb
+    """
+    _check_inputs(loc_preds, cls_logits, anchors_cxcywh, cfg)
+    B, A, C = cls_logits.shape
+    boxes = cxcywh_to_xyxy(decode_boxes(loc_preds, anchors_cxcywh, cfg.variances))  # [B, A, 4]
+    boxes = boxes.clamp(min=0, max=cfg.image_size)
+    scores = cls_logits.softmax(dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, A] object classes only
+
+    k = min(cfg.pre_nms_top_k, A)
+    top_scores, top_anchor = scores.topk(k, dim=2)  # [B, C-1, k] each
+    image, cls, slot = (top_scores > cfg.score_threshold).nonzero(as_tuple=True)  # [K] each
+    anchor = top_anchor[image, cls, slot]  # [K]
+    cand_boxes = boxes[image, anchor]  # [K, 4]
+    cand_scores = top_scores[image, cls, slot]  # [K]
+    cand_labels = cls + 1  # [K], back to ids where 0 is background
+
+    keep = batched_nms(cand_boxes, cand_scores, image * C + cand_labels, cfg.nms_threshold)  # by score, desc
+    # A stable sort by image keeps the score order inside each image; then cap each image's count.
+    kept_image = image[keep]  # [N_all]
+    by_image = kept_image.sort(stable=True).indices  # [N_all]
+    keep, kept_image = keep[by_image], kept_image[by_image]
+    counts = torch.bincount(kept_image, minlength=B)  # [B]
+    starts = counts.cumsum(0) - counts  # [B] first position of each image
+    rank = torch.arange(keep.numel(), device=keep.device) - starts[kept_image]  # [N_all] rank in image
+    capped = rank < cfg.max_detections
+    keep = keep[capped]
+    counts = counts.clamp(max=cfg.max_detections).tolist()
+
+    per_image = zip(cand_boxes[keep].split(counts), cand_scores[keep].split(counts), cand_labels[keep].split(counts))
+    return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in per_image]

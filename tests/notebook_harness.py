@@ -1,0 +1,216 @@
+"""Helpers that lint, execute (papermill) and compare (nbval) the tutorial notebooks.
+
+The conventions they enforce are documented in tests/test_notebooks.py. Every function takes a path,
+so the same code runs on notebooks/*.ipynb and on the small broken notebooks the tests build.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+KERNEL_NAME = "python3"
+NAME_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+# Seconds one cell may run at CI parameters; SSD_NOTEBOOK_CELL_TIMEOUT overrides it.
+CELL_TIMEOUT = int(os.environ.get("SSD_NOTEBOOK_CELL_TIMEOUT", "300"))
+KERNEL_START_TIMEOUT = 60
+
+
+def notebook_paths() -> list[Path]:
+    """Every notebooks/*.ipynb, sorted; discovered, never listed by hand."""
+    return sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(str(path), as_version=4)
+
+
+def parameters_cells(nb: nbformat.NotebookNode) -> list[int]:
+    """Indices of the cells tagged ``parameters``."""
+    return [i for i, cell in enumerate(nb.cells) if "parameters" in cell.get("metadata", {}).get("tags", [])]
+
+
+def ci_parameters(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    """``metadata["ssd_tutorial"]["ci_parameters"]`` (small values for CI), {} if absent."""
+    return dict(nb.metadata.get("ssd_tutorial", {}).get("ci_parameters", {}))
+
+
+def assigned_names(source: str) -> set[str]:
+    """Names assigned at the top level of ``source`` (``x = 1``, ``x: int = 1``, ``a, b = 1, 2``)."""
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []  # fmt: skip
+        for target in targets:
+            for sub in ast.walk(target):
+                if isinstance(sub, ast.Name):
+                    names.add(sub.id)
+    return names
+
+
+def lint_notebook(path: Path) -> list[str]:
+    """Problems with a committed notebook (empty list: none). See test_notebooks.py for the rules."""
+    path = Path(path)
+    problems: list[str] = []
+    if not NAME_PATTERN.match(path.name):
+        problems.append(f"file name {path.name!r} does not match {NAME_PATTERN.pattern}")
+    nb = read(path)
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel != KERNEL_NAME:
+        problems.append(f"kernelspec name must be {KERNEL_NAME!r}, got {kernel!r}")
+
+    params = parameters_cells(nb)
+    if len(params) != 1:
+        problems.append(f"expected exactly one cell tagged 'parameters', found {len(params)} (cells {params})")
+    meta = nb.metadata.get("ssd_tutorial", {}).get("ci_parameters")
+    if not isinstance(meta, dict):
+        problems.append(f'metadata["ssd_tutorial"]["ci_parameters"] must be a dict, got {meta!r}')
+    elif len(params) == 1:
+        cell = nb.cells[params[0]]
+        if cell.cell_type != "code":
+            problems.append("the 'parameters' cell must be a code cell")
+        else:
+            try:
+                missing = sorted(set(meta) - assigned_names(cell.source))
+            except SyntaxError as error:
+                problems.append(f"the 'parameters' cell is not valid Python: {error}")
+            else:
+                if missing:
+                    problems.append(f"ci_parameters {missing} are not assigned in the 'parameters' cell")
+
+    code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    counts = [c.get("execution_count") for _, c in code_cells]
+    if counts != list(range(1, len(code_cells) + 1)):
+        problems.append(f"execution counts must be 1..{len(code_cells)} in order (run top to bottom on a fresh "
+                        f"kernel), got {counts}")  # fmt: skip
+    if not any(c.get("outputs") for _, c in code_cells):
+        problems.append("no outputs committed: execute the notebook and commit it with its outputs")
+    for i, cell in code_cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            problems.append(f"cell {i} is a papermill 'injected-parameters' cell: commit the source notebook")
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                problems.append(f"cell {i} has an error output committed: {output.get('ename')}: "
+                                f"{output.get('evalue')}")  # fmt: skip
+            count = output.get("execution_count")
+            if output.get("output_type") == "execute_result" and count != cell.get("execution_count"):
+                problems.append(f"cell {i}: output execution_count {count} != cell's {cell.get('execution_count')}")
+
+    for i, cell in enumerate(nb.cells):
+        depth = 0
+        for line in cell.source.splitlines():
+            marker = line.strip()
+            if marker == BEGIN_SOLUTION:
+                depth += 1
+                if depth > 1:
+                    problems.append(f"cell {i}: nested {BEGIN_SOLUTION}")
+            elif marker == END_SOLUTION:
+                depth -= 1
+                if depth < 0:
+                    problems.append(f"cell {i}: {END_SOLUTION} without {BEGIN_SOLUTION}")
+                    depth = 0
+        if depth > 0:
+            problems.append(f"cell {i}: {BEGIN_SOLUTION} without {END_SOLUTION}")
+    return problems
+
+
+def kernel_environ() -> dict[str, str]:
+    """The environment for kernels: JUPYTER_PATH leads with this interpreter's prefix, so the kernel
+    named ``python3`` is the one ``make setup`` registered in .venv (``ipykernel install --sys-prefix``)."""
+    env = dict(os.environ)
+    own = str(Path(sys.prefix) / "share" / "jupyter")
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (own, env.get("JUPYTER_PATH", "")) if p)
+    env.pop("MPLBACKEND", None)  # notebooks use %matplotlib inline; Agg from CI would not hurt, but be explicit
+    return env
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def kernel_prefix(kernel_name: str = KERNEL_NAME) -> str:
+    """sys.prefix of the interpreter that the kernel ``kernel_name`` starts (as papermill resolves it)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    with _environ(kernel_environ()):
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    argv0 = sys.executable if spec.argv[0] in ("python", "python3", "{python}") else spec.argv[0]
+    done = subprocess.run([argv0, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def execute(path: Path, out_dir: Path, *, parameters: dict[str, Any] | None = None,
+            cell_timeout: int = CELL_TIMEOUT, cwd: Path = NOTEBOOK_DIR) -> Path:  # fmt: skip
+    """Execute ``path`` with papermill into ``out_dir`` (kernel python3, working directory ``cwd``).
+
+    Raises papermill's PapermillExecutionError when a cell raises, and nbclient's timeout error when a
+    cell runs longer than ``cell_timeout`` seconds. Returns the executed copy.
+    """
+    import papermill
+
+    out = Path(out_dir) / Path(path).name
+    with _environ(kernel_environ()):
+        papermill.execute_notebook(
+            str(path), str(out), parameters=parameters or {}, kernel_name=KERNEL_NAME, cwd=str(cwd),
+            execution_timeout=cell_timeout, start_timeout=KERNEL_START_TIMEOUT, progress_bar=False,
+        )  # fmt: skip
+    return out
+
+
+def nbval_copy(path: Path, out_dir: Path, *, cwd: Path = NOTEBOOK_DIR) -> Path:
+    """A copy of ``path`` for nbval: the CI parameters appended to the parameters cell, and a first cell
+    that moves the kernel to ``cwd`` (nbval starts kernels in the copy's folder)."""
+    nb = read(path)
+    params = parameters_cells(nb)
+    overrides = ci_parameters(nb)
+    if overrides:
+        if len(params) != 1:
+            raise ValueError(f"{path.name}: ci_parameters need exactly one 'parameters' cell, found {len(params)}")
+        cell = nb.cells[params[0]]
+        lines = [f"{name} = {value!r}" for name, value in overrides.items()]
+        cell.source = cell.source.rstrip() + "\n# CI parameters (tests/notebook_harness.py)\n" + "\n".join(lines)
+    chdir = nbformat.v4.new_code_cell(f"import os\nos.chdir({str(cwd)!r})")
+    nb.cells.insert(0, chdir)
+    out = Path(out_dir) / Path(path).name
+    nbformat.write(nb, str(out))
+    return out
+
+
+def run_nbval(path: Path, work_dir: Path, *, cell_timeout: int = CELL_TIMEOUT, cwd: Path = NOTEBOOK_DIR,
+              timeout: float | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run ``pytest --nbval-lax`` on an :func:`nbval_copy` of ``path`` in a subprocess (the running
+    interpreter's kernel, ``--nbval-current-env``). Raises AssertionError with pytest's output if it fails."""
+    copy = nbval_copy(path, work_dir, cwd=cwd)
+    command = [
+        sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+        "--nbval-cell-timeout", str(cell_timeout), "--nbval-kernel-startup-timeout", str(KERNEL_START_TIMEOUT),
+        "-q", "--rootdir", str(work_dir), "-c", os.devnull, str(copy),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=work_dir, env=kernel_environ(), capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(f"nbval failed on {Path(path).name} (exit {done.returncode}):\n{done.stdout}\n"
+                             f"{done.stderr}")  # fmt: skip
+    return done

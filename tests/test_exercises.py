@@ -1,0 +1,162 @@
+"""Tests for ssd_tutorial.exercises: right and wrong answers, unknown names, learner errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ssd_tutorial import exercises
+from ssd_tutorial.config import SSD300_VOC, SSD512_VOC
+
+PER_LEVEL_512 = [64 * 64 * 4, 32 * 32 * 6, 16 * 16 * 6, 8 * 8 * 6, 4 * 4 * 6, 2 * 2 * 4, 1 * 1 * 4]
+
+
+def test_hand_worked_counts_match_config():
+    assert PER_LEVEL_512 == [16384, 6144, 1536, 384, 96, 16, 4]
+    assert sum(PER_LEVEL_512) == 24564 == SSD512_VOC.num_anchors
+    assert SSD300_VOC.num_anchors == 8732
+
+
+def test_registry_lists_notebook_01_exercises():
+    names = exercises.exercise_names()
+    assert "01_anchors_per_level" in names and "01_total_anchors" in names
+    assert names == sorted(names)
+    exercise = exercises.get_exercise("01_total_anchors")
+    assert isinstance(exercise, exercises.Exercise) and exercise.hint and exercise.solution and exercise.question
+    assert exercises.get_exercise("nope") is None
+    assert exercises.get_exercise(3) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        PER_LEVEL_512,
+        tuple(PER_LEVEL_512),
+        torch.tensor(PER_LEVEL_512),
+        torch.tensor(PER_LEVEL_512, dtype=torch.float32),
+        np.array(PER_LEVEL_512),
+        lambda k: PER_LEVEL_512[k],
+        lambda k: torch.tensor(PER_LEVEL_512[k]),
+    ],
+)
+def test_anchors_per_level_right(answer, capsys):
+    assert exercises.check("01_anchors_per_level", answer) is True
+    out = capsys.readouterr().out
+    assert "01_anchors_per_level: correct" in out
+
+
+def test_anchors_per_level_wrong_value_names_first_mismatch(capsys):
+    wrong = list(PER_LEVEL_512)
+    wrong[2] = 1537
+    assert exercises.check("01_anchors_per_level", wrong) is False
+    out = capsys.readouterr().out
+    assert "element [2]" in out and "1536" in out and "1537" in out
+    assert "hint(" in out
+
+
+def test_anchors_per_level_wrong_length(capsys):
+    assert exercises.check("01_anchors_per_level", PER_LEVEL_512[:6]) is False
+    out = capsys.readouterr().out
+    assert "7 values" in out and "got 6" in out
+
+
+@pytest.mark.parametrize(
+    "answer, needle",
+    [
+        ("16384", "list, tuple or 1-D tensor"),
+        (24564, "list, tuple or 1-D tensor"),
+        (torch.zeros(7, 1), "shape [7, 1]"),
+        ([True] * 7, "should be a number"),
+        ([None] * 7, "NoneType"),
+    ],
+)
+def test_anchors_per_level_wrong_type_is_a_message(answer, needle, capsys):
+    assert exercises.check("01_anchors_per_level", answer) is False
+    assert needle in capsys.readouterr().out
+
+
+def test_anchors_per_level_callable_wrong_names_level(capsys):
+    def one_square(k):  # forgets the second square
+        fm = SSD512_VOC.feature_map_sizes[k]
+        return fm * fm * (1 + 2 * len(SSD512_VOC.aspect_ratios[k]))
+
+    assert exercises.check("01_anchors_per_level", one_square) is False
+    out = capsys.readouterr().out
+    assert "level=0" in out and "16384" in out and "12288" in out
+
+
+def test_learner_function_that_raises_is_reported_not_raised(capsys):
+    def broken(k):
+        return PER_LEVEL_512[:2][k]
+
+    assert exercises.check("01_anchors_per_level", broken) is False
+    out = capsys.readouterr().out
+    assert "level=2" in out and "IndexError" in out
+
+
+@pytest.mark.parametrize("answer", [8732, 8732.0, torch.tensor(8732), np.int64(8732)])
+def test_total_anchors_right(answer, capsys):
+    assert exercises.check("01_total_anchors", answer) is True
+    assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("answer, needle", [(8731, "8732"), (24564, "SSD512"), ("8732", "str"), ([8732], "list"),
+                                            (True, "bool")])
+def test_total_anchors_wrong(answer, needle, capsys):
+    assert exercises.check("01_total_anchors", answer) is False
+    assert needle in capsys.readouterr().out
+
+
+def test_unknown_name_lists_valid_names(capsys):
+    assert exercises.check("01_anchors", 3) is False
+    out = capsys.readouterr().out
+    assert "no exercise called '01_anchors'" in out and "01_anchors_per_level" in out
+    exercises.hint("zzz")
+    exercises.solution(None)
+    out = capsys.readouterr().out
+    assert out.count("Valid names") == 2
+
+
+def test_hint_and_solution_print(capsys):
+    assert exercises.hint("01_anchors_per_level") is None
+    assert "2 + 2*len(ratios)" in capsys.readouterr().out
+    exercises.solution("01_total_anchors")
+    assert "8732" in capsys.readouterr().out
+
+
+def test_solutions_pass_their_own_checks(capsys):
+    import ssd_tutorial
+
+    for name in exercises.exercise_names():
+        if not name.startswith("01_"):
+            continue
+        namespace = {"ssd_tutorial": ssd_tutorial}
+        lines = exercises.get_exercise(name).solution.splitlines()
+        *body, last = [line for line in lines if line.strip()]
+        exec("\n".join(body), namespace)
+        answer = eval(last.split("#")[0], namespace)
+        assert exercises.check(name, answer), capsys.readouterr().out
+
+
+def test_register_rejects_duplicates_and_custom_exercise_works(capsys):
+    with pytest.raises(ValueError, match="already registered"):
+        exercises.register("01_total_anchors", question="q", hint="h", solution="s")(lambda a: None)
+    name = "99_test_only"
+    try:
+        @exercises.register(name, question="2 + 2?", hint="count", solution="4")
+        def _check(answer):
+            return exercises.compare_number(4, answer)
+
+        assert exercises.check(name, 4) and not exercises.check(name, 5)
+    finally:
+        exercises._REGISTRY.pop(name, None)
+    assert name not in exercises.exercise_names()
+
+
+def test_compare_helpers():
+    assert exercises.compare_number(1.0, 1.0 + 1e-9) is None
+    assert "should be 1" in exercises.compare_number(1.0, 1.1)
+    assert exercises.compare_sequence([1, 2], torch.tensor([1.0, 2.0])) is None
+    assert "[1]" in exercises.compare_sequence([1, 2], [1, 3])
+    assert "dict" in exercises.compare_sequence([1, 2], {"a": 1})

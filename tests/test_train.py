@@ -1,0 +1,361 @@
+"""Tests for train.py, checkpoints.py, distributed.py (single process) and monitoring.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ssd_tutorial.checkpoints import load_checkpoint, load_pretrained, rng_state, save_checkpoint, write_atomic
+from ssd_tutorial.config import TINY_SHAPES
+from ssd_tutorial.data import ShapesDataset, collate_detection
+from ssd_tutorial.distributed import RecordingSampler, seed_epoch
+from ssd_tutorial.model import build_ssd
+from ssd_tutorial.train import PRETRAINED_DIR, collect_detections, fit, lr_factor, params_sha256
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_ssd(TINY_SHAPES)
+
+
+def _loader(n: int = 16, batch_size: int = 4, seed: int = 0, shuffle: bool = True) -> DataLoader:
+    return DataLoader(ShapesDataset(n, image_size=TINY_SHAPES.image_size, seed=seed), batch_size=batch_size,
+                      shuffle=shuffle, collate_fn=collate_detection)  # fmt: skip
+
+
+FAST = dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4, warmup_iters=2, schedule="cosine", progress=False)
+
+
+def _weights_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+
+
+def test_lr_factor_warmup_and_step_hand_worked():
+    kw = dict(iters_per_epoch=10, total_iters=100, warmup_iters=5, schedule="step", step_size=3, gamma=0.1)
+    assert lr_factor(0, **kw) == pytest.approx(0.001)
+    assert lr_factor(2, **kw) == pytest.approx(0.001 + 0.999 * 2 / 5)
+    assert lr_factor(5, **kw) == 1.0
+    assert lr_factor(29, **kw) == 1.0  # epoch 2: still the first step
+    assert lr_factor(30, **kw) == pytest.approx(0.1)  # epoch 3
+    assert lr_factor(60, **kw) == pytest.approx(0.01)  # epoch 6
+
+
+def test_lr_factor_cosine_and_constant():
+    kw = dict(iters_per_epoch=10, total_iters=100, warmup_iters=0, step_size=3, gamma=0.1)
+    assert lr_factor(0, schedule="cosine", **kw) == 1.0
+    assert lr_factor(50, schedule="cosine", **kw) == pytest.approx(0.5)
+    assert lr_factor(100, schedule="cosine", **kw) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(70, schedule="constant", **kw) == 1.0
+
+
+def test_fit_steps_the_lr_per_iteration():
+    model = _model()
+    history = fit(model, _loader(8), epochs=2, optimizer="sgd", lr=0.1, warmup_iters=0, schedule="step",
+                  step_size=1, gamma=0.5, progress=False)  # fmt: skip
+    assert [h["lr"] for h in history] == pytest.approx([0.05, 0.025])  # x0.5 after epochs 1 and 2
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    images, targets = next(iter(_loader(4)))
+    sum(model(images, targets).values()).backward()
+    opt.step()
+    sched.step()
+    path = save_checkpoint(tmp_path / "c.pt", model, opt, sched, epoch=3, metrics={"best": 0.5}, extra={"note": "x"})
+    raw = torch.load(path, weights_only=True)  # plain data only: no pickled code needed
+    assert raw["epoch"] == 3 and raw["config"] == TINY_SHAPES.to_dict()
+    assert raw["class_names"] == list(TINY_SHAPES.class_names)
+    assert raw["metrics"] == {"best": 0.5} and raw["extra"] == {"note": "x"}
+
+    other = _model(seed=1)
+    opt2 = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
+    sched2 = torch.optim.lr_scheduler.StepLR(opt2, step_size=1, gamma=0.5)
+    assert not _weights_equal(model, other)
+    load_checkpoint(path, other, opt2, sched2)
+    assert _weights_equal(model, other)
+    assert sched2.last_epoch == 1 and opt2.param_groups[0]["lr"] == pytest.approx(0.05)
+    for p in model.parameters():
+        assert torch.equal(opt.state[p]["momentum_buffer"], opt2.state[dict(zip(model.parameters(),
+                                                                                other.parameters()))[p]]["momentum_buffer"])
+
+
+def test_rng_state_is_restored(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", _model())
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    from ssd_tutorial.checkpoints import restore_rng_state
+
+    restore_rng_state(ckpt["rng"])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+    assert set(rng_state()) >= {"torch", "numpy", "python"}
+
+
+def test_truncated_checkpoint_raises_naming_the_file(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", _model())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"c\.pt.*truncated"):
+        load_checkpoint(path)
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match=r"c\.pt"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_non_weights_only_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "obj": _Custom()}, path)
+    with pytest.raises(ValueError, match="evil.pt"):
+        load_checkpoint(path)
+
+
+class _Custom:
+    pass
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = _model()
+    path = save_checkpoint(tmp_path / "last.pt", model, epoch=1)
+    before = path.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, epoch=2)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # the temp file is gone
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_write_atomic_creates_parent_folders(tmp_path):
+    write_atomic(tmp_path / "a" / "b" / "x.pt", {"model": {}})
+    assert torch.load(tmp_path / "a" / "b" / "x.pt", weights_only=True) == {"model": {}}
+
+
+def test_config_mismatch_names_the_fields(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", _model())
+    other = build_ssd(TINY_SHAPES.replace(score_threshold=0.2, nms_threshold=0.5))
+    with pytest.raises(ValueError, match=r"nms_threshold.*score_threshold") as info:
+        load_checkpoint(path, other)
+    assert "image_size" not in str(info.value)
+
+
+def test_load_without_optimizer_state_is_an_error(tmp_path):
+    model = _model()
+    path = save_checkpoint(tmp_path / "c.pt", model)
+    with pytest.raises(ValueError, match="no optimizer state"):
+        load_checkpoint(path, model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_load_pretrained_from_a_fit_checkpoint(tmp_path):
+    model = _model()
+    fit(model, _loader(8), epochs=1, max_iters=1, out_dir=tmp_path, **FAST)
+    loaded = load_pretrained(tmp_path / "last.pt")
+    assert not loaded.training and loaded.cfg == TINY_SHAPES
+    assert _weights_equal(model, loaded)
+    half = {"model": {k: v.half() for k, v in model.state_dict().items()}, "config": TINY_SHAPES.to_dict()}
+    write_atomic(tmp_path / "half.pt", half)
+    from_half = load_pretrained(str(tmp_path / "half.pt"))
+    assert all(p.dtype == torch.float32 for p in from_half.parameters())
+    with pytest.raises(ValueError, match="no pretrained model 'nope'"):
+        load_pretrained("nope")
+
+
+@pytest.mark.skipif(not (PRETRAINED_DIR / "tiny_shapes.pt").is_file(), reason="tiny_shapes.pt not shipped yet")
+def test_shipped_tiny_shapes_checkpoint():
+    path = PRETRAINED_DIR / "tiny_shapes.pt"
+    assert path.stat().st_size <= 8 * 1024 * 1024
+    model = load_pretrained("tiny_shapes")
+    assert not model.training and model.cfg == TINY_SHAPES
+    images, targets = next(iter(_loader(8, batch_size=8, seed=1000, shuffle=False)))
+    from ssd_tutorial.evaluate import mean_average_precision
+
+    detections = model(images)
+    assert mean_average_precision(detections, targets, method="all_points")["map"] > 0.8
+
+
+# ---------------------------------------------------------------- fit
+
+
+def test_fit_writes_history_and_checkpoints(tmp_path):
+    lines: list[str] = []
+    history = fit(_model(), _loader(8), epochs=2, val_loader=_loader(4, shuffle=False, seed=1), out_dir=tmp_path,
+                  log_fn=lines.append, seed=0, **FAST)  # fmt: skip
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert set(h) == {"epoch", "loss", "loss_loc", "loss_cls", "lr", "images_per_s", "map"}
+        assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in h.values())
+        assert h["loss"] == pytest.approx(h["loss_loc"] + h["loss_cls"])
+        assert 0.0 <= h["map"] <= 1.0
+    assert lines[0].split()[:2] == ["epoch", "loss"] and len(lines) == 3
+    assert {p.name for p in tmp_path.iterdir()} >= {"last.pt", "best.pt", "history.json"}
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 2 and last["metrics"]["history"] == history
+    best_epoch = max(history, key=lambda h: h["map"])["epoch"]
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == best_epoch
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+
+
+def test_best_without_validation_is_the_lowest_loss(tmp_path):
+    history = fit(_model(), _loader(8), epochs=3, out_dir=tmp_path, seed=0, **{**FAST, "lr": 1e-2})
+    best = min(history, key=lambda h: h["loss"])
+    ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert ckpt["epoch"] == best["epoch"] and ckpt["metrics"]["best"] == pytest.approx(best["loss"])
+
+
+@pytest.mark.parametrize("seed", [0, None])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, seed):
+    kwargs = dict(max_iters=3, **FAST)
+    if seed is None:
+        torch.manual_seed(123)
+    straight = _model()
+    fit(straight, _loader(), epochs=2, seed=seed, out_dir=tmp_path / "straight", **kwargs)
+
+    if seed is None:
+        torch.manual_seed(123)
+    first = _model()
+    fit(first, _loader(), epochs=1, seed=seed, out_dir=tmp_path / "split", **kwargs)
+    torch.manual_seed(999)  # resume must not depend on the RNG state of the caller
+    resumed = _model(seed=5)
+    history = fit(resumed, _loader(), epochs=2, seed=seed, resume=tmp_path / "split" / "last.pt", **kwargs)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert _weights_equal(straight, resumed)
+
+
+def test_resume_of_a_finished_run_does_nothing(tmp_path):
+    model = _model()
+    first = fit(model, _loader(8), epochs=1, max_iters=1, out_dir=tmp_path, seed=0, **FAST)
+    again = fit(_model(seed=3), _loader(8), epochs=1, resume=tmp_path / "last.pt", seed=0, **FAST)
+    assert again == first
+
+
+def test_fit_from_weights_only_checkpoint_starts_at_epoch_zero(tmp_path):
+    model = _model()
+    save_checkpoint(tmp_path / "w.pt", model)
+    history = fit(_model(seed=2), _loader(8), epochs=1, max_iters=1, resume=tmp_path / "w.pt", **FAST)
+    assert [h["epoch"] for h in history] == [1]
+
+
+def test_seed_makes_epoch_order_a_function_of_seed_and_epoch():
+    loader = _loader(16)
+    recorder = RecordingSampler(loader.sampler)
+    orders = []
+    for epoch in (0, 1, 0):
+        seed_epoch(7, epoch)
+        orders.append(list(iter(recorder)))
+    assert orders[0] == orders[2] and orders[0] != orders[1]
+    assert sorted(orders[0]) == list(range(16))
+
+
+def test_record_indices_and_max_iters(tmp_path):
+    model = _model()
+    fit(model, _loader(16), epochs=2, max_iters=2, out_dir=tmp_path, record_indices=True, seed=0, **FAST)
+    data = json.loads((tmp_path / "rank0_indices.json").read_text())
+    assert data["world_size"] == 1 and set(data["indices"]) == {"1", "2"}
+    assert all(len(v) == 8 and len(set(v)) == 8 for v in data["indices"].values())  # 2 iterations x 4 images
+    assert data["params_sha256"] == params_sha256(model)
+
+
+def test_fit_rejects_bad_arguments(tmp_path):
+    model, loader = _model(), _loader(4)
+    with pytest.raises(ValueError, match="CUDA"):
+        fit(model, loader, epochs=1, amp=True, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        fit(model, loader, epochs=0)
+    with pytest.raises(ValueError, match="schedule"):
+        fit(model, loader, epochs=1, schedule="linear")
+    with pytest.raises(ValueError, match="optimizer"):
+        fit(model, loader, epochs=1, optimizer="adam", progress=False)
+    with pytest.raises(ValueError, match="out_dir"):
+        fit(model, loader, epochs=1, tensorboard=True)
+
+
+class _NaNModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, images, targets):
+        return {"loss_loc": self.w * float("nan"), "loss_cls": self.w}
+
+
+def test_non_finite_loss_stops_with_a_clear_error():
+    with pytest.raises(FloatingPointError, match="epoch 1, iteration 0"):
+        fit(_NaNModel(), _loader(4), epochs=1, progress=False)
+
+
+def test_user_optimizer_and_channels_last_and_grad_clip():
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    history = fit(model, _loader(8), epochs=1, optimizer=opt, warmup_iters=0, schedule="constant",
+                  channels_last=True, grad_clip=1.0, progress=False)  # fmt: skip
+    assert history[0]["lr"] == 0.01
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_collect_detections_restores_the_mode():
+    model = _model()
+    model.train()
+    detections, targets = collect_detections(model, _loader(6, batch_size=4, shuffle=False), max_batches=1)
+    assert model.training and len(detections) == len(targets) == 4
+    assert set(detections[0]) == {"boxes", "scores", "labels"}
+
+
+# ---------------------------------------------------------------- monitoring
+
+
+def test_tensorboard_logs_scalars_and_debug_images(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    fit(_model(), _loader(8), epochs=1, val_loader=_loader(4, shuffle=False, seed=1), out_dir=tmp_path,
+        tensorboard=True, **FAST)  # fmt: skip
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/lr", "train/loss_loc", "train/loss_cls", "val/AP@0.5"} <= set(tags["scalars"])
+    assert len(events.Scalars("train/loss")) == 2  # one per iteration
+    assert tags["images"]
+
+
+def test_clearml_missing_gives_a_clear_import_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "clearml", None)
+    with pytest.raises(ImportError, match=r"pip install 'ssd_tutorial\[clearml\]'"):
+        fit(_model(), _loader(4), epochs=1, clearml="proj", out_dir=tmp_path, progress=False)
+
+
+def test_clearml_offline(monkeypatch, tmp_path):
+    pytest.importorskip("clearml", reason="clearml is an optional extra")
+    monkeypatch.setenv("CLEARML_OFFLINE_MODE", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLEARML_CACHE_DIR", str(tmp_path / "cache"))
+    from clearml import Task
+
+    Task.set_offline(True)
+    fit(_model(), _loader(4), epochs=1, clearml="ssd_tutorial_test", out_dir=tmp_path / "run", **FAST)
+    sessions = list((tmp_path / "cache").rglob("*.zip")) + list((tmp_path / "cache").rglob("metrics.jsonl"))
+    assert sessions, f"no offline ClearML session under {tmp_path / 'cache'}"
