@@ -312,7 +312,7 @@ def good_target() -> dict:
         (lambda t: t["boxes"].__setitem__((1, 2), float("nan")), r"targets\[1\]\['boxes'\]\[1\] must have finite"),
         (lambda t: t["boxes"].__setitem__((0, 3), float("inf")), r"targets\[1\]\['boxes'\]\[0\] must have finite"),
         (lambda t: t["boxes"].__setitem__((1, 2), 4.0), r"targets\[1\]\['boxes'\]\[1\] must have x1 <= x2"),
-        (lambda t: t["boxes"].__setitem__((0, 3), 1.0), r"targets\[1\]\['boxes'\]\[0\] must have x1 <= x2 and y1 <= y2"),
+        (lambda t: t["boxes"].__setitem__((0, 3), 1.0), r"targets\[1\]\['boxes'\]\[0\] must have x1 <= x2 and y1"),
         (lambda t: t["boxes"].__setitem__((1, 2), 5.0), r"targets\[1\]\['boxes'\]\[1\] must have a positive area"),
         (lambda t: t["boxes"].__setitem__((0, 3), 2.0), r"targets\[1\]\['boxes'\]\[0\] must have a positive area"),
         (lambda t: t["labels"].__setitem__(1, 0), r"targets\[1\]\['labels'\]\[1\] must be a class id in 1..2.*got 0"),

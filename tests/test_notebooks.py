@@ -167,17 +167,20 @@ def test_execute_fails_on_a_cell_past_its_timeout(tmp_path):
 
 
 @pytest.mark.notebook
-def test_nbval_fails_on_changed_output_and_uses_ci_parameters(tmp_path):
-    source = "# NBVAL_CHECK_OUTPUT\nprint(N * 2)"
-    path = _write(tmp_path / "01_check.ipynb", [_params("N = 100"), new_code_cell(source)], ci={"N": 3})
+@pytest.mark.slow
+def test_nbval_uses_ci_parameters_and_fails_on_changed_output(tmp_path):
+    cells = [_params("N = 100"), new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(N * 2)"),
+             new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('stale')"), new_code_cell("print('not compared')")]
+    path = _write(tmp_path / "01_check.ipynb", cells, ci={"N": 3})
     nb = read(path)
-    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="6\n")]  # CI value: N = 3
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="6\n")]  # right at CI's N = 3
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="fresh\n")]  # wrong
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="anything\n")]  # lax: ignored
     nbformat.write(nb, str(path))
     work = tmp_path / "work"
     work.mkdir()
-    run_nbval(path, work, cwd=tmp_path, timeout=300)
-
-    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="200\n")]
-    nbformat.write(nb, str(path))
-    with pytest.raises(AssertionError, match="nbval failed on 01_check.ipynb"):
+    with pytest.raises(AssertionError, match="nbval failed on 01_check.ipynb") as failed:
         run_nbval(path, work, cwd=tmp_path, timeout=300)
+    report = str(failed.value)
+    assert "1 failed, 4 passed" in report, report  # chdir cell, parameters, N * 2 and the unchecked cell pass
+    assert "stale" in report and "fresh" in report

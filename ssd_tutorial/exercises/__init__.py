@@ -1,7 +1,8 @@
 """Auto-checked exercises for the notebooks: ``check(name, answer)``, ``hint(name)``, ``solution(name)``.
 
 Each exercise is an :class:`Exercise` in a registry keyed by name (``"01_anchors_per_level"``: the
-notebook number, then what is asked). A notebook registers its exercises here with :func:`register`;
+notebook number, then what is asked). Each notebook registers its exercises with :func:`register` in a module of its own
+(``exercises/nb01.py`` …), loaded when this package is imported;
 the checker returns ``None`` for a right answer and a teaching message otherwise, so ``check`` can
 print it. Printing is the purpose of this module, unlike the rest of the package.
 
@@ -182,56 +183,14 @@ def compare_sequence(expected: Sequence[float], answer: Any, *, what: str = "the
     return None
 
 
-def _anchors_per_level_512() -> tuple[int, ...]:
-    from .config import SSD512_VOC
+def _load_notebook_exercises() -> None:
+    """Import every ``nbNN*.py`` module of this package so their exercises register themselves."""
+    import importlib
+    import pkgutil
 
-    return SSD512_VOC.anchors_per_level
-
-
-@register(
-    "01_anchors_per_level",
-    question="How many anchors does each level of SSD512_VOC have? Give a function level -> count "
-    "(level 0 … 6) or the 7 counts as a list / tensor.",
-    hint="A level with an f x f feature map has f*f locations, and every location has 2 + 2*len(ratios) anchors "
-    "(two squares, then a lying and a standing rectangle per aspect ratio).",
-    solution="""
-def anchors_at_level(k, cfg=ssd_tutorial.SSD512_VOC):
-    fm = cfg.feature_map_sizes[k]
-    per_location = 2 + 2 * len(cfg.aspect_ratios[k])
-    return fm * fm * per_location
-
-[anchors_at_level(k) for k in range(7)]  # [16384, 6144, 1536, 384, 96, 16, 4]
-""",
-)
-def _check_anchors_per_level(answer: Any) -> str | None:
-    expected = _anchors_per_level_512()
-    if callable(answer):
-        for level, want in enumerate(expected):
-            try:
-                got = answer(level)
-            except Exception as error:
-                return f"calling your function with level={level} raised {type(error).__name__}: {error}"
-            problem = compare_number(want, got, what=f"your function at level={level}")
-            if problem is not None:
-                return problem
-        return None
-    return compare_sequence(expected, answer, what="the anchor counts per level")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("nb"):
+            importlib.import_module(f"{__name__}.{info.name}")
 
 
-@register(
-    "01_total_anchors",
-    question="How many anchors does SSD300_VOC (the SSD paper's SSD300) have in all?",
-    hint="Sum f_k^2 * (2 + 2*len(ratios_k)) over the 6 levels; feature maps 38, 19, 10, 5, 3, 1 "
-    "with 4, 6, 6, 6, 4, 4 anchors per location.",
-    solution="""
-cfg = ssd_tutorial.SSD300_VOC
-sum(fm * fm * (2 + 2 * len(r)) for fm, r in zip(cfg.feature_map_sizes, cfg.aspect_ratios))  # 8732
-""",
-)
-def _check_total_anchors(answer: Any) -> str | None:
-    from .config import SSD300_VOC, SSD512_VOC
-
-    problem = compare_number(SSD300_VOC.num_anchors, answer, what="the total")
-    if problem is not None and _as_number(answer) == SSD512_VOC.num_anchors:
-        problem += " (that is SSD512's total; this asks for SSD300_VOC)"
-    return problem
+_load_notebook_exercises()

@@ -1,0 +1,65 @@
+"""Exercises of 01_constants.ipynb.
+
+Introduced in: 01_constants.ipynb
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _as_number, compare_number, compare_sequence, register
+
+
+def _anchors_per_level_512() -> tuple[int, ...]:
+    from ..config import SSD512_VOC
+
+    return SSD512_VOC.anchors_per_level
+
+
+@register(
+    "01_anchors_per_level",
+    question="How many anchors does each level of SSD512_VOC have? Give a function level -> count "
+    "(level 0 … 6) or the 7 counts as a list / tensor.",
+    hint="A level with an f x f feature map has f*f locations, and every location has 2 + 2*len(ratios) anchors "
+    "(two squares, then a lying and a standing rectangle per aspect ratio).",
+    solution="""
+def anchors_at_level(k, cfg=ssd_tutorial.SSD512_VOC):
+    fm = cfg.feature_map_sizes[k]
+    per_location = 2 + 2 * len(cfg.aspect_ratios[k])
+    return fm * fm * per_location
+
+[anchors_at_level(k) for k in range(7)]  # [16384, 6144, 1536, 384, 96, 16, 4]
+""",
+)
+def _check_anchors_per_level(answer: Any) -> str | None:
+    expected = _anchors_per_level_512()
+    if callable(answer):
+        for level, want in enumerate(expected):
+            try:
+                got = answer(level)
+            except Exception as error:
+                return f"calling your function with level={level} raised {type(error).__name__}: {error}"
+            problem = compare_number(want, got, what=f"your function at level={level}")
+            if problem is not None:
+                return problem
+        return None
+    return compare_sequence(expected, answer, what="the anchor counts per level")
+
+
+@register(
+    "01_total_anchors",
+    question="How many anchors does SSD300_VOC (the SSD paper's SSD300) have in all?",
+    hint="Sum f_k^2 * (2 + 2*len(ratios_k)) over the 6 levels; feature maps 38, 19, 10, 5, 3, 1 "
+    "with 4, 6, 6, 6, 4, 4 anchors per location.",
+    solution="""
+cfg = ssd_tutorial.SSD300_VOC
+sum(fm * fm * (2 + 2 * len(r)) for fm, r in zip(cfg.feature_map_sizes, cfg.aspect_ratios))  # 8732
+""",
+)
+def _check_total_anchors(answer: Any) -> str | None:
+    from ..config import SSD300_VOC, SSD512_VOC
+
+    problem = compare_number(SSD300_VOC.num_anchors, answer, what="the total")
+    if problem is not None and _as_number(answer) == SSD512_VOC.num_anchors:
+        problem += " (that is SSD512's total; this asks for SSD300_VOC)"
+    return problem
