@@ -5,8 +5,8 @@ Introduced in: 05_loss.ipynb
 The rule is the article's (and the SSD paper's, section 2.2 "Matching strategy"):
 
 1. greedy bipartite step: repeatedly take the largest remaining IoU (anchor a, box m), give anchor a
-   to box m and remove a's row and m's column; stop when the largest remaining IoU is < 1e-6. Every
-   box that overlaps some anchor gets at least one anchor, even a box smaller than every anchor.
+   to box m and remove a's row and m's column; stop when the largest remaining IoU is < 1e-6. A box
+   gets an anchor as long as one it overlaps is still free, even a box smaller than every anchor.
 2. threshold step: every anchor still unmatched whose best IoU is >= ``iou_threshold`` takes that box.
 
 Ties are broken by index, so the result is deterministic on every device: in the greedy step, among
@@ -16,7 +16,8 @@ box index wins.
 Why the greedy step is cheap: when box m is picked in round t, at most t - 1 <= M - 1 anchors have
 been removed, so its pick is among its M best anchors. The rounds therefore run on a [B, M, M]
 candidate set (top M anchors per box), not on the [B, M, A] IoU tensor; an anchor that is a
-candidate of several boxes is removed from all of them when taken.
+candidate of several boxes is removed from all of them when taken. And when no two boxes of an image
+share their best anchor (most images), the rounds are skipped: each box simply takes its best anchor.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _greedy_on_candidates(values: Tensor, index: Tensor) -> Tensor:
     """The greedy bipartite step on ranked candidate lists (see :func:`_ranked_candidates`).
 
     Args:
-        values: Tensor[B, M, k] IoU of each box's k best anchors (padding rows negative).
+        values: Tensor[B, M, k] IoU of each box's k best anchors.
         index: Tensor[B, M, k] long, those anchors.
 
     Returns:
@@ -144,7 +145,10 @@ def _greedy_anchors(iou: Tensor) -> Tensor:
 
 
 def _match_batched(iou: Tensor, iou_threshold: float) -> Tensor:
-    """Both matching steps on a batch: IoU Tensor[B, M, A] (padding rows < 0) -> Tensor[B, A] long, -1 = background."""
+    """Both matching steps on a batch: IoU Tensor[B, M, A] -> Tensor[B, A] long, box index or -1 (background).
+
+    Padding rows must come after the real boxes of their image and hold IoUs below 1e-6.
+    """
     batch, num_boxes, num_anchors = iou.shape
     matches = torch.full((batch, num_anchors), -1, dtype=torch.long, device=iou.device)
     if num_boxes == 0:
@@ -152,13 +156,11 @@ def _match_batched(iou: Tensor, iou_threshold: float) -> Tensor:
     # Threshold step, on the few anchors above the threshold (argmax: ties -> lowest box index).
     image, anchor = (iou.amax(dim=1) >= iou_threshold).nonzero(as_tuple=True)  # [P] each
     matches[image, anchor] = iou[image, :, anchor].argmax(dim=1)  # iou[image, :, anchor] is [P, M]
-    # The greedy step wins over the threshold step; -1 entries write into a spare column A, dropped after.
+    # Greedy step, written last: it wins over the threshold step.
     taken = _greedy_anchors(iou)  # [B, M]
-    column = torch.where(taken >= 0, taken, num_anchors)  # [B, M]
-    boxes = torch.arange(num_boxes, device=iou.device).expand(batch, num_boxes)  # [B, M]
-    matches = torch.cat([matches, matches.new_full((batch, 1), -1)], dim=1)  # [B, A+1]
-    matches.scatter_(1, column, boxes)
-    return matches[:, :num_anchors]
+    image, box = (taken >= 0).nonzero(as_tuple=True)  # [G] each
+    matches[image, taken[image, box]] = box
+    return matches
 
 
 def _check_threshold(iou_threshold: float) -> None:
@@ -166,11 +168,11 @@ def _check_threshold(iou_threshold: float) -> None:
         raise ValueError(f"iou_threshold must be a number in (0, 1], got {iou_threshold!r}")
 
 
-def _check_box_tensor(boxes: Tensor, name: str) -> None:
+def _check_box_tensor(boxes: Tensor, name: str, rows: str = "M") -> None:
     if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [M, 4] of xyxy pixels, got {type(boxes).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor [{rows}, 4] of xyxy pixels, got {type(boxes).__name__}")
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must be [M, 4] xyxy pixels, got shape {list(boxes.shape)}")
+        raise ValueError(f"{name} must be [{rows}, 4] xyxy pixels, got shape {list(boxes.shape)}")
     if not boxes.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {boxes.dtype}")
 
@@ -209,7 +211,7 @@ def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: fl
         Tensor[A] long on the anchors' device: index of the matched box, -1 for background.
     """
     _check_box_tensor(gt_boxes_xyxy, "gt_boxes_xyxy")
-    _check_box_tensor(anchors_xyxy, "anchors_xyxy")
+    _check_box_tensor(anchors_xyxy, "anchors_xyxy", rows="A")
     _check_threshold(iou_threshold)
     dtype = _work_dtype(anchors_xyxy.dtype)
     anchors = anchors_xyxy.to(dtype)
@@ -220,7 +222,9 @@ def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: fl
     return _match_batched(iou, iou_threshold).squeeze(0)
 
 
-def _gather_targets(targets: list[dict], num_classes: int, device: torch.device, dtype: torch.dtype) -> tuple:
+def _gather_targets(
+    targets: list[dict], num_classes: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, list[int]]:
     """Check the structure of each target, concatenate, then check all values at once.
 
     Returns (boxes Tensor[N, 4], labels Tensor[N] long, counts list[int]) on ``device``.
@@ -287,24 +291,24 @@ def encode_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) 
         raise ValueError(f"anchors_cxcywh must be a Tensor [A, 4] cxcywh pixels, got {got}")
     if not anchors_cxcywh.is_floating_point():
         raise ValueError(f"anchors_cxcywh must be a floating-point tensor, got {anchors_cxcywh.dtype}")
+    if not bool(torch.isfinite(anchors_cxcywh).all() & (anchors_cxcywh[:, 2:] > 0).all()):
+        raise ValueError("anchors_cxcywh must be finite with positive widths and heights (cxcywh pixels)")
     device, dtype = anchors_cxcywh.device, _work_dtype(anchors_cxcywh.dtype)
     boxes, labels, counts = _gather_targets(targets, cfg.num_classes, device, dtype)
     anchors = anchors_cxcywh.to(dtype)  # [A, 4]
     batch, num_anchors, num_boxes = len(counts), anchors.shape[0], max(counts, default=0)
 
-    # Pad to [B, M, ...]; padding boxes are a harmless unit box and their IoU row is set to -1.
+    # Pad to [B, M, ...]. A padding box has zero size, so its IoU is exactly 0 with every anchor: below
+    # 1e-6 and below the threshold, and after the real boxes when argmax breaks ties. It is never matched.
     counts_t = torch.tensor(counts, dtype=torch.long, device=device)  # [B]
     image = torch.repeat_interleave(torch.arange(batch, device=device), counts_t, output_size=boxes.shape[0])  # [N]
     slot = torch.arange(boxes.shape[0], device=device) - (counts_t.cumsum(0) - counts_t)[image]  # [N]
-    padded_boxes = boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).repeat(batch, num_boxes, 1)  # [B, M, 4]
+    padded_boxes = boxes.new_zeros(batch, num_boxes, 4)  # [B, M, 4]
     padded_boxes[image, slot] = boxes
     padded_labels = labels.new_zeros(batch, num_boxes)  # [B, M]
     padded_labels[image, slot] = labels
-    is_box = torch.zeros(batch, num_boxes, 1, dtype=torch.bool, device=device)  # [B, M, 1]
-    is_box[image, slot] = True
 
     iou = _pairwise_iou(padded_boxes, cxcywh_to_xyxy(anchors))  # [B, M, A]
-    iou.masked_fill_(~is_box, -1.0)
     matches = _match_batched(iou, cfg.iou_threshold)  # [B, A]
 
     # Encode only the positive anchors (a few per cent) and scatter them into zeros.

@@ -224,10 +224,6 @@ def fit(
                 record["map"] = _validate(net, val_loader, device, loggers, epoch + 1, is_main, distributed)
             history.append(record)
             loggers.epoch(record)
-            if say is not None:
-                m = f"{record['map']:>8.4f}" if "map" in record else f"{'':>8}"
-                say(f"{record['epoch']:>5} {record['loss']:>8.4f} {record['loss_loc']:>8.4f} "
-                    f"{record['loss_cls']:>8.4f} {record['lr']:>9.2e} {record['images_per_s']:>7.1f} {m}")  # fmt: skip
             key, sign = ("map", 1.0) if val_loader is not None else ("loss", -1.0)
             improved = key in record and (best is None or sign * record[key] > sign * best)
             best = record[key] if improved else best
@@ -238,6 +234,10 @@ def fit(
                 if improved:
                     save_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, **state)
                 (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+            if say is not None:
+                m = f"{record['map']:>8.4f}" if "map" in record else f"{'':>8}"
+                say(f"{record['epoch']:>5} {record['loss']:>8.4f} {record['loss_loc']:>8.4f} "
+                    f"{record['loss_cls']:>8.4f} {record['lr']:>9.2e} {record['images_per_s']:>7.1f} {m}")  # fmt: skip
         if recorder is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / f"rank{rank}_indices.json").write_text(json.dumps(

@@ -264,6 +264,9 @@ def test_padding_is_never_matched():
     loc, cls = encode_targets(targets, anchors, SMALL)
     single_loc, single_cls = encode_targets(targets[:1], anchors, SMALL)
     assert torch.equal(cls[0], single_cls[0])
+    # A padding match would show in loc (label 0 but offsets towards a zero-size box: -inf).
+    torch.testing.assert_close(loc[0], single_loc[0])
+    assert torch.isfinite(loc).all()
     assert set(cls[0].unique().tolist()) == {0, int(targets[0]["labels"][0])}
 
 
@@ -302,27 +305,28 @@ def good_target() -> dict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda t: t.pop("labels"), r"targets\[1\] must be a dict with 'boxes' and 'labels'"),
-        (lambda t: t.update(boxes=torch.zeros(2, 5)), r"targets\[1\]\['boxes'\] must be \[M, 4\].*\[2, 5\]"),
-        (lambda t: t.update(boxes=torch.zeros(4)), r"targets\[1\]\['boxes'\] must be \[M, 4\].*\[4\]"),
-        (lambda t: t.update(boxes=t["boxes"].long()), r"targets\[1\]\['boxes'\] must be a floating-point.*int64"),
-        (lambda t: t.update(labels=torch.tensor([1])), r"targets\[1\]\['labels'\] must be a Tensor \[2\].*\[1\]"),
-        (lambda t: t.update(labels=torch.tensor([[1, 2]])), r"targets\[1\]\['labels'\] must be a Tensor \[2\]"),
-        (lambda t: t.update(labels=torch.tensor([1.0, 2.0])), r"targets\[1\]\['labels'\] must be an integer.*float32"),
-        (lambda t: t["boxes"].__setitem__((1, 2), float("nan")), r"targets\[1\]\['boxes'\]\[1\] must have finite"),
-        (lambda t: t["boxes"].__setitem__((0, 3), float("inf")), r"targets\[1\]\['boxes'\]\[0\] must have finite"),
-        (lambda t: t["boxes"].__setitem__((1, 2), 4.0), r"targets\[1\]\['boxes'\]\[1\] must have x1 <= x2"),
-        (lambda t: t["boxes"].__setitem__((0, 3), 1.0), r"targets\[1\]\['boxes'\]\[0\] must have x1 <= x2 and y1"),
-        (lambda t: t["boxes"].__setitem__((1, 2), 5.0), r"targets\[1\]\['boxes'\]\[1\] must have a positive area"),
-        (lambda t: t["boxes"].__setitem__((0, 3), 2.0), r"targets\[1\]\['boxes'\]\[0\] must have a positive area"),
-        (lambda t: t["labels"].__setitem__(1, 0), r"targets\[1\]\['labels'\]\[1\] must be a class id in 1..2.*got 0"),
-        (lambda t: t["labels"].__setitem__(0, 3), r"targets\[1\]\['labels'\]\[0\] must be a class id in 1..2.*got 3"),
-        (lambda t: t["labels"].__setitem__(0, -1), r"targets\[1\]\['labels'\]\[0\] must be a class id.*got -1"),
+        (lambda t: t.pop("labels"), r"targets\[2\] must be a dict with 'boxes' and 'labels'"),
+        (lambda t: t.update(boxes=torch.zeros(2, 5)), r"targets\[2\]\['boxes'\] must be \[M, 4\].*\[2, 5\]"),
+        (lambda t: t.update(boxes=torch.zeros(4)), r"targets\[2\]\['boxes'\] must be \[M, 4\].*\[4\]"),
+        (lambda t: t.update(boxes=t["boxes"].long()), r"targets\[2\]\['boxes'\] must be a floating-point.*int64"),
+        (lambda t: t.update(labels=torch.tensor([1])), r"targets\[2\]\['labels'\] must be a Tensor \[2\].*\[1\]"),
+        (lambda t: t.update(labels=torch.tensor([[1, 2]])), r"targets\[2\]\['labels'\] must be a Tensor \[2\]"),
+        (lambda t: t.update(labels=torch.tensor([1.0, 2.0])), r"targets\[2\]\['labels'\] must be an integer.*float32"),
+        (lambda t: t["boxes"].__setitem__((1, 2), float("nan")), r"targets\[2\]\['boxes'\]\[1\] must have finite"),
+        (lambda t: t["boxes"].__setitem__((0, 3), float("inf")), r"targets\[2\]\['boxes'\]\[0\] must have finite"),
+        (lambda t: t["boxes"].__setitem__((1, 2), 4.0), r"targets\[2\]\['boxes'\]\[1\] must have x1 <= x2"),
+        (lambda t: t["boxes"].__setitem__((0, 3), 1.0), r"targets\[2\]\['boxes'\]\[0\] must have x1 <= x2 and y1"),
+        (lambda t: t["boxes"].__setitem__((1, 2), 5.0), r"targets\[2\]\['boxes'\]\[1\] must have a positive area"),
+        (lambda t: t["boxes"].__setitem__((0, 3), 2.0), r"targets\[2\]\['boxes'\]\[0\] must have a positive area"),
+        (lambda t: t["labels"].__setitem__(1, 0), r"targets\[2\]\['labels'\]\[1\] must be a class id in 1..2.*got 0"),
+        (lambda t: t["labels"].__setitem__(0, 3), r"targets\[2\]\['labels'\]\[0\] must be a class id in 1..2.*got 3"),
+        (lambda t: t["labels"].__setitem__(0, -1), r"targets\[2\]\['labels'\]\[0\] must be a class id.*got -1"),
     ],
 )
 def test_encode_targets_bad_target_names_image_and_box(change, message):
-    targets = [good_target(), good_target(), good_target()]
-    change(targets[1])
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
+    targets = [good_target(), empty, good_target(), good_target()]  # the empty image must not shift the index
+    change(targets[2])
     with pytest.raises(ValueError, match=message):
         encode_targets(targets, default_boxes(SMALL), SMALL)
 
@@ -341,6 +345,10 @@ def test_encode_targets_bad_arguments():
         encode_targets([good_target()], anchors[:, :2], SMALL)
     with pytest.raises(ValueError, match="anchors_cxcywh must be a floating-point tensor, got torch.int64"):
         encode_targets([good_target()], anchors.long(), SMALL)
+    bad_anchors = anchors.clone()
+    bad_anchors[5, 2] = 0.0
+    with pytest.raises(ValueError, match="anchors_cxcywh must be finite with positive widths and heights"):
+        encode_targets([good_target()], bad_anchors, SMALL)
     with pytest.raises(TypeError, match="cfg must be an SSDConfig, got dict"):
         encode_targets([good_target()], anchors, SMALL.to_dict())
 
@@ -349,7 +357,7 @@ def test_match_anchors_bad_arguments(small_anchors_xyxy):
     gt = good_target()["boxes"]
     with pytest.raises(ValueError, match=r"gt_boxes_xyxy must be \[M, 4\].*\[1, 2, 4\]"):
         match_anchors(gt[None], small_anchors_xyxy, 0.5)
-    with pytest.raises(ValueError, match=r"anchors_xyxy must be \[M, 4\]"):
+    with pytest.raises(ValueError, match=r"anchors_xyxy must be \[A, 4\] xyxy pixels, got shape \[372, 3\]"):
         match_anchors(gt, small_anchors_xyxy[:, :3], 0.5)
     with pytest.raises(ValueError, match=r"iou_threshold must be a number in \(0, 1\], got 1.5"):
         match_anchors(gt, small_anchors_xyxy, 1.5)

@@ -66,7 +66,7 @@ def test_box_follows_pixels_through_each_step(name):
 def test_box_follows_pixels_through_the_training_pipeline():
     transform = train_transforms(BLACK_MEAN)
     moved = 0
-    for seed in range(40):
+    for seed in range(24):
         torch.manual_seed(seed)
         for dtype in (torch.float32, torch.uint8):
             image, target = transform(*rectangle_sample(dtype=dtype))
@@ -76,7 +76,7 @@ def test_box_follows_pixels_through_the_training_pipeline():
             assert torch.allclose(target["boxes"][0], bright_box(image), atol=2.0), (seed, dtype)
             assert target["labels"].tolist() == [2] and target["difficult"].tolist() == [True]
             moved += not torch.allclose(target["boxes"][0], torch.tensor([32.0, 26.7, 74.7, 80.0]), atol=1.0)
-    assert moved > 40  # the augmentation really changes the geometry
+    assert moved > 24  # the augmentation really changes the geometry (the flip alone: half of the time)
 
 
 def test_flip_by_hand():
@@ -99,8 +99,12 @@ def test_zoom_out_fills_with_the_mean_colour():
 
 def test_degenerate_boxes_dropped_with_their_fields():
     image, _ = rectangle_sample()
-    target = {"boxes": torch.tensor([[10.0, 10.0, 10.0, 50.0], [30.0, 20.0, 70.0, 60.0], [5.0, 5.0, 5.5, 9.0]]),
-              "labels": torch.tensor([1, 2, 3]), "difficult": torch.tensor([True, False, True]), "image_id": 7}
+    target = {
+        "boxes": torch.tensor([[10.0, 10.0, 10.0, 50.0], [30.0, 20.0, 70.0, 60.0], [5.0, 5.0, 5.5, 9.0]]),
+        "labels": torch.tensor([1, 2, 3]),
+        "difficult": torch.tensor([True, False, True]),
+        "image_id": 7,
+    }
     for seed in range(10):
         torch.manual_seed(seed)
         _, out = train_transforms(BLACK_MEAN)(image, target)
@@ -114,7 +118,8 @@ def test_empty_targets_survive():
     for boxes in (torch.zeros(0, 4), torch.zeros(0)):
         for seed in range(8):
             torch.manual_seed(seed)
-            out, target = train_transforms(TINY_SHAPES)(image, {"boxes": boxes, "labels": torch.zeros(0, dtype=torch.long)})
+            empty = {"boxes": boxes, "labels": torch.zeros(0, dtype=torch.long)}
+            out, target = train_transforms(TINY_SHAPES)(image, empty)
             assert out.shape == (3, 128, 128)
             assert target["boxes"].shape == (0, 4) and target["boxes"].dtype == torch.float32
             assert target["labels"].shape == (0,) and target["labels"].dtype == torch.int64
@@ -138,10 +143,10 @@ def test_no_normalization():
 
 
 def test_iou_crop_keeps_torchvision_constraints():
-    box = torch.tensor([[60.0, 40.0, 100.0, 90.0], [5.0, 5.0, 20.0, 20.0]])
+    box = torch.tensor([[40.0, 30.0, 120.0, 100.0], [5.0, 5.0, 20.0, 20.0]])
     image = torch.zeros(3, 120, 160)
     wrapped = to_tv_tensors(image, {"boxes": box, "labels": torch.tensor([1, 2])})
-    crop = IoUCrop(sampler_options=[0.7])
+    crop = IoUCrop(sampler_options=[0.5])
     for seed in range(30):
         torch.manual_seed(seed)
         params = crop.make_params([wrapped[0], wrapped[1]["boxes"]])
@@ -152,20 +157,20 @@ def test_iou_crop_keeps_torchvision_constraints():
         inside = params["is_within_crop_area"]
         from torchvision.ops import box_iou
 
-        assert inside.any() and box_iou(box[inside], region).max() >= 0.7
+        assert inside.any() and box_iou(box[inside], region).max() >= 0.5
 
 
 def test_iou_crop_matches_torchvision_distribution():
     image = torch.zeros(3, 100, 100)
     sample = to_tv_tensors(image, {"boxes": torch.tensor([[20.0, 30.0, 70.0, 80.0]]), "labels": torch.tensor([1])})
     flat = [sample[0], sample[1]["boxes"]]
-    for option in (0.0, 0.5):
+    for option in (0.0, 0.3):
         ours, theirs = IoUCrop(sampler_options=[option]), v2.RandomIoUCrop(sampler_options=[option])
         torch.manual_seed(0)
-        areas_ours = torch.tensor([(lambda p: p["height"] * p["width"])(ours.make_params(flat)) for _ in range(400)])
-        areas_tv = torch.tensor([(lambda p: p["height"] * p["width"])(theirs.make_params(flat)) for _ in range(400)])
+        areas_ours = torch.tensor([(lambda p: p["height"] * p["width"])(ours.make_params(flat)) for _ in range(200)])
+        areas_tv = torch.tensor([(lambda p: p["height"] * p["width"])(theirs.make_params(flat)) for _ in range(200)])
         # Same distribution: means within ~4 standard errors.
-        se = (areas_ours.float().var() / 400 + areas_tv.float().var() / 400).sqrt()
+        se = (areas_ours.float().var() / 200 + areas_tv.float().var() / 200).sqrt()
         assert abs(areas_ours.float().mean() - areas_tv.float().mean()) < 4 * se, option
 
 

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..config import SHAPES_CLASSES
+from .transforms import to_plain, to_tv_tensors
 
 __all__ = ["ShapesDataset", "collate_detection"]
 
@@ -126,8 +127,6 @@ class ShapesDataset(Dataset):
         image_t = torch.from_numpy(image)
         if self.transforms is None:
             return image_t, target
-        from .transforms import to_plain, to_tv_tensors
-
         return to_plain(*self.transforms(*to_tv_tensors(image_t, target)))
 
     def masks(self, index: int) -> Tensor:

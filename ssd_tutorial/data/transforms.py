@@ -70,8 +70,8 @@ def to_tv_tensors(image: Tensor | PIL.Image.Image, target: dict[str, Any]) -> tu
 def to_plain(image: Tensor | PIL.Image.Image, target: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
     """Undo :func:`to_tv_tensors`: plain float32 image in [0, 1] and the DESIGN target format.
 
-    Integer images are scaled to [0, 1]; boxes become Tensor[M, 4] float32 xyxy; ``"labels"`` long;
-    ``"difficult"`` bool. Other entries pass through unchanged.
+    Integer images are scaled to [0, 1], float images clamped to it; boxes become Tensor[M, 4] float32 xyxy;
+    ``"labels"`` long; ``"difficult"`` bool. Other entries pass through unchanged.
 
     Introduced in: 06_training.ipynb
     """
@@ -80,8 +80,8 @@ def to_plain(image: Tensor | PIL.Image.Image, target: dict[str, Any]) -> tuple[T
     image = image.as_subclass(Tensor)
     if not image.is_floating_point():
         image = F.to_dtype(image, torch.float32, scale=True)
-    elif image.dtype != torch.float32:
-        image = image.float()
+    else:  # resampling can overshoot [0, 1] by a rounding error
+        image = image.float().clamp(0.0, 1.0)
     target = dict(target)
     boxes = target.get("boxes")
     if isinstance(boxes, tv_tensors.BoundingBoxes):
@@ -179,8 +179,13 @@ class IoUCrop(v2.RandomIoUCrop):
         if boxes.shape[0] == 0:
             return {}
         orig_h, orig_w = boxes.canvas_size
-        xyxy = F.convert_bounding_box_format(boxes.as_subclass(Tensor), old_format=boxes.format,
-                                             new_format=tv_tensors.BoundingBoxFormat.XYXY).float()  # [M, 4]
+        xyxy = (
+            F.convert_bounding_box_format(
+                boxes.as_subclass(Tensor), old_format=boxes.format, new_format=tv_tensors.BoundingBoxFormat.XYXY
+            )
+            .float()
+            .cpu()
+        )  # [M, 4]; crop parameters are drawn on the CPU
         cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2  # [M]
         while True:
             min_iou = self.options[int(torch.randint(len(self.options), (1,)))]
@@ -193,14 +198,18 @@ class IoUCrop(v2.RandomIoUCrop):
             crops = torch.stack([left, top, left + new_w, top + new_h], dim=1)  # [T, 4] xyxy
             aspect = new_w / new_h.clamp(min=1)
             ok = (new_w > 0) & (new_h > 0) & (aspect >= self.min_aspect_ratio) & (aspect <= self.max_aspect_ratio)
-            within = ((crops[:, None, 0] < cx) & (cx < crops[:, None, 2])
-                      & (crops[:, None, 1] < cy) & (cy < crops[:, None, 3]))  # [T, M] box centre inside the crop
+            within = (
+                (crops[:, None, 0] < cx)
+                & (cx < crops[:, None, 2])
+                & (crops[:, None, 1] < cy)
+                & (cy < crops[:, None, 3])
+            )  # [T, M] box centre inside the crop
             iou = torch.where(within, box_iou(crops, xyxy), -1.0)  # [T, M]
             ok &= within.any(dim=1) & (iou.max(dim=1).values >= min_iou)
             if ok.any():
                 k = int(ok.nonzero()[0])
                 return dict(top=int(top[k]), left=int(left[k]), height=int(new_h[k]), width=int(new_w[k]),
-                            is_within_crop_area=within[k])  # fmt: skip
+                            is_within_crop_area=within[k].to(boxes.device))  # fmt: skip
 
 
 def _check_cfg(cfg: SSDConfig) -> None:

@@ -1,0 +1,105 @@
+"""decode_detections vs torchvision's SSD.postprocess_detections on the same head outputs.
+
+B = 32, SSD300 (8732 anchors), 21 classes, the same rules (score > 0.01, top 400 per class, NMS 0.45,
+200 per image). Both must give the same detections before they are timed; prints the median times
+and the ratio.
+
+    .venv/bin/python -m benchmarks.bench_postprocess [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import torch
+from torchvision.models.detection._utils import BoxCoder
+from torchvision.models.detection.ssd import SSD as TorchvisionSSD
+
+from ssd_tutorial.anchors import default_boxes
+from ssd_tutorial.boxes import cxcywh_to_xyxy
+from ssd_tutorial.config import SSD300_VOC
+from ssd_tutorial.postprocess import decode_detections
+
+# Head outputs: "confident" looks like a trained model (background wins almost everywhere, a few
+# hundred candidates per image); "untrained" has every class above the threshold at many anchors.
+REGIMES = {"confident": (2.0, 3.0), "untrained": (1.0, 0.0)}  # (logit scale, background shift)
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _same(ours: list[dict], theirs: list[dict]) -> bool:
+    """Same detections per image, up to the order of exactly tied scores."""
+    for a, b in zip(ours, theirs, strict=True):
+        if len(a["scores"]) != len(b["scores"]) or not torch.allclose(a["scores"], b["scores"], rtol=1e-6):
+            return False
+        key_a = sorted(zip(a["scores"].tolist(), a["labels"].tolist(), a["boxes"].round(decimals=3).tolist()))
+        key_b = sorted(zip(b["scores"].tolist(), b["labels"].tolist(), b["boxes"].round(decimals=3).tolist()))
+        if [k[:2] for k in key_a] != [k[:2] for k in key_b]:
+            return False
+        if not torch.allclose(torch.tensor([k[2] for k in key_a]), torch.tensor([k[2] for k in key_b]), atol=2e-3):
+            return False
+    return True
+
+
+def run(quick: bool = False, batch_size: int = 32) -> list[dict]:
+    """Time both implementations in each regime; returns one dict per regime."""
+    cfg = SSD300_VOC
+    anchors = default_boxes(cfg)
+    anchors_xyxy = cxcywh_to_xyxy(anchors)
+    fake_self = SimpleNamespace(box_coder=BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)), score_thresh=cfg.score_threshold,
+                                topk_candidates=cfg.pre_nms_top_k, nms_thresh=cfg.nms_threshold,
+                                detections_per_img=cfg.max_detections)  # fmt: skip
+    repeats = 3 if quick else 7
+    results = []
+    for regime, (scale, shift) in REGIMES.items():
+        g = torch.Generator().manual_seed(0)
+        loc_preds = torch.randn(batch_size, cfg.num_anchors, 4, generator=g)
+        cls_logits = torch.randn(batch_size, cfg.num_anchors, cfg.num_classes, generator=g) * scale
+        cls_logits[..., 0] += shift
+        image_shapes = [(cfg.image_size, cfg.image_size)] * batch_size
+
+        def ours(loc_preds=loc_preds, cls_logits=cls_logits) -> list[dict]:
+            return decode_detections(loc_preds, cls_logits, anchors, cfg)
+
+        def theirs(loc_preds=loc_preds, cls_logits=cls_logits, image_shapes=image_shapes) -> list[dict]:
+            head_outputs = {"bbox_regression": loc_preds, "cls_logits": cls_logits}
+            return TorchvisionSSD.postprocess_detections(fake_self, head_outputs, [anchors_xyxy] * batch_size,
+                                                         image_shapes)  # fmt: skip
+
+        with torch.no_grad():
+            a, b = ours(), theirs()
+            if not _same(a, b):
+                raise RuntimeError(f"{regime}: decode_detections and torchvision disagree; not timing")
+            t_ours = _median_seconds(ours, repeats)
+            t_theirs = _median_seconds(theirs, repeats)
+        results.append({"regime": regime, "batch_size": batch_size, "detections": sum(len(d["scores"]) for d in a),
+                        "ours_s": t_ours, "torchvision_s": t_theirs, "speedup": t_theirs / t_ours})  # fmt: skip
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    print(f"postprocess, SSD300 (8732 anchors, 21 classes), batch {args.batch_size}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of repeats")  # fmt: skip
+    for r in run(quick=args.quick, batch_size=args.batch_size):
+        print(f"{r['regime']:>10}: {r['detections']:>5} detections  ours {r['ours_s'] * 1e3:8.1f} ms  "
+              f"torchvision {r['torchvision_s'] * 1e3:8.1f} ms  speed-up x{r['speedup']:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Exercises of 03_heads.ipynb: head channels, flattening a head map, receptive fields.
+
+Introduced in: 03_heads.ipynb
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import _describe, compare_number, compare_sequence, register
+
+# VGG16 up to conv4_3 and up to conv7 as (kernel, stride, dilation), the SSD paper's split (section 3).
+_CONV4_3 = [(3, 1, 1)] * 2 + [(2, 2, 1)] + [(3, 1, 1)] * 2 + [(2, 2, 1)] + [(3, 1, 1)] * 3 + [(2, 2, 1)] + \
+    [(3, 1, 1)] * 3  # fmt: skip
+_CONV7 = _CONV4_3 + [(2, 2, 1)] + [(3, 1, 1)] * 3 + [(3, 1, 1), (3, 1, 6), (1, 1, 1)]
+
+
+def _head_channels() -> tuple[list[int], list[int]]:
+    from ..config import SSD512_VOC
+
+    per_location = SSD512_VOC.anchors_per_location
+    return [4 * k for k in per_location], [SSD512_VOC.num_classes * k for k in per_location]
+
+
+@register(
+    "03_head_channels",
+    question="How many output channels do the localisation and the classification heads of SSD512_VOC have at "
+    "each of its 7 levels? Give a pair (loc_channels, cls_channels) of two lists of 7 ints.",
+    hint="Each head is a 3x3 conv that predicts, at every cell, something for each of the k anchors of that cell: "
+    "4 offsets per anchor for the loc head, one score per class per anchor for the cls head. SSD512_VOC has "
+    "k = (4, 6, 6, 6, 6, 4, 4) anchors per location and C = 21 classes (background included).",
+    solution="""
+cfg = ssd_tutorial.SSD512_VOC
+loc_channels = [4 * k for k in cfg.anchors_per_location]                # [16, 24, 24, 24, 24, 16, 16]
+cls_channels = [cfg.num_classes * k for k in cfg.anchors_per_location]  # [84, 126, 126, 126, 126, 84, 84]
+""",
+)
+def _check_head_channels(answer: Any) -> str | None:
+    if isinstance(answer, (str, bytes, dict)) or not hasattr(answer, "__len__") or len(answer) != 2:
+        return ("the answer should be a pair (loc_channels, cls_channels) of two lists of 7 ints, "
+                f"got {_describe(answer)}")
+    expected_loc, expected_cls = _head_channels()
+    loc, cls = answer
+    per_location = [c // 4 for c in expected_loc]
+    for name, got, expected in (("loc_channels", loc, expected_loc), ("cls_channels", cls, expected_cls)):
+        problem = compare_sequence(expected, got, what=name)
+        if problem is None:
+            continue
+        values = got.tolist() if hasattr(got, "tolist") else list(got) if hasattr(got, "__len__") else None
+        if values == per_location:
+            problem += " — those are the anchors per location; each anchor needs "
+            problem += "4 numbers (loc)" if name == "loc_channels" else "C = 21 numbers (cls)"
+        elif name == "cls_channels" and values == [20 * k for k in per_location]:
+            problem += " — C counts the background too: SSD512_VOC has C = 21, not 20"
+        return problem
+    return None
+
+
+def _coded_map(batch: int, k: int, n: int, height: int, width: int) -> torch.Tensor:
+    """Tensor[B, k*n, H, W] whose value at (b, kk*n + c, i, j) is a unique id of (b, i, j, kk, c)."""
+    b = torch.arange(batch).view(batch, 1, 1, 1, 1)
+    i = torch.arange(height).view(1, height, 1, 1, 1)
+    j = torch.arange(width).view(1, 1, width, 1, 1)
+    kk = torch.arange(k).view(1, 1, 1, k, 1)
+    c = torch.arange(n).view(1, 1, 1, 1, n)
+    ids = (((b * height + i) * width + j) * k + kk) * n + c  # [B, H, W, k, n], channels-last order
+    return ids.permute(0, 3, 4, 1, 2).reshape(batch, k * n, height, width).float()  # [B, k*n, H, W]
+
+
+def _decode_id(value: float, batch: int, k: int, n: int, height: int, width: int) -> str:
+    rest = int(round(value))
+    if not 0 <= rest < batch * height * width * k * n or rest != value:
+        return f"a value {value:g} that is not in the head map"
+    rest, c = divmod(rest, n)
+    rest, kk = divmod(rest, k)
+    rest, j = divmod(rest, width)
+    b, i = divmod(rest, height)
+    return f"image {b}, row {i}, col {j}, anchor k={kk}, channel {c}"
+
+
+@register(
+    "03_flatten_head",
+    question="Write flatten_head(head_map, n) that turns one head's output Tensor[B, k*n, H, W] (channel kk*n + c "
+    "holds value c of anchor kk) into Tensor[B, H*W*k, n], anchors in the order row, column, k.",
+    hint="Move the channel axis last first, so the k*n values of one cell sit together: head_map.permute(0, 2, 3, 1) "
+    "is [B, H, W, k*n]; a reshape to [B, -1, n] then cuts each cell's k*n values into k rows of n. "
+    "A reshape without the permute mixes values of different cells.",
+    solution="""
+def flatten_head(head_map, n):
+    B = head_map.shape[0]
+    x = head_map.permute(0, 2, 3, 1)  # [B, H, W, k*n]
+    return x.reshape(B, -1, n)        # [B, H*W*k, n]
+""",
+)
+def _check_flatten_head(answer: Any) -> str | None:
+    if not callable(answer):
+        return f"the answer should be a function flatten_head(head_map, n), got {_describe(answer)}"
+    for batch, k, n, height, width in ((2, 3, 4, 3, 5), (1, 2, 5, 4, 4)):
+        head_map = _coded_map(batch, k, n, height, width)
+        expected = head_map.permute(0, 2, 3, 1).reshape(batch, -1, n)  # [B, H*W*k, n]
+        try:
+            got = answer(head_map.clone(), n)
+        except Exception as error:
+            return f"flatten_head(Tensor{list(head_map.shape)}, n={n}) raised {type(error).__name__}: {error}"
+        if not isinstance(got, torch.Tensor):
+            return f"flatten_head should return a torch.Tensor, got {_describe(got)}"
+        if got.shape != expected.shape:
+            return (f"for a head map of shape {list(head_map.shape)} (B={batch}, k={k}, n={n}, H={height}, "
+                    f"W={width}) the result should be [B, H*W*k, n] = {list(expected.shape)}, got {list(got.shape)}")
+        if not torch.equal(got.float(), expected):
+            if torch.equal(got.float(), head_map.reshape(batch, -1, n)):
+                return ("the values are in channel-first order: a reshape of [B, k*n, H, W] without moving the "
+                        "channels last (permute(0, 2, 3, 1)) puts values of different cells in one row")
+            wrong = (got.float() != expected).nonzero()[0].tolist()
+            b, a, c = wrong
+            return (f"first mismatch at [{b}, {a}, {c}]: expected the value of "
+                    f"{_decode_id(expected[b, a, c].item(), batch, k, n, height, width)}, got "
+                    f"{_decode_id(got[b, a, c].item(), batch, k, n, height, width)} (head map {list(head_map.shape)}, "
+                    f"k={k}, n={n})")  # fmt: skip
+    return None
+
+
+def _reference_rf(layers: list[tuple[int, int, int]]) -> int:
+    """The rule of ``widgets.nb03.receptive_field`` (kept here so checking needs no widget module)."""
+    rf, jump = 1, 1
+    for kernel, stride, dilation in layers:
+        rf += dilation * (kernel - 1) * jump
+        jump *= stride
+    return rf
+
+
+@register(
+    "03_receptive_field",
+    question="Write receptive_field_px(layers) that returns the receptive field in input pixels (an int) of the "
+    "last layer of a stack, given as a list of (kernel, stride, dilation), first layer first.",
+    hint="Keep two numbers while walking the layers: rf (start 1) and jump, the input pixels between two "
+    "neighbouring cells of the current map (start 1). A layer adds dilation * (kernel - 1) cells of its input, "
+    "each jump pixels apart: rf += dilation * (kernel - 1) * jump; then jump *= stride.",
+    solution="""
+def receptive_field_px(layers):
+    rf, jump = 1, 1
+    for kernel, stride, dilation in layers:
+        rf += dilation * (kernel - 1) * jump
+        jump *= stride
+    return rf
+""",
+)
+def _check_receptive_field(answer: Any) -> str | None:
+    if not callable(answer):
+        return f"the answer should be a function receptive_field_px(layers), got {_describe(answer)}"
+    cases = [
+        ("no layer", []),
+        ("one 3x3 conv", [(3, 1, 1)]),
+        ("two 3x3 convs", [(3, 1, 1), (3, 1, 1)]),
+        ("a 2x2 stride-2 pool, then a 3x3 conv", [(2, 2, 1), (3, 1, 1)]),
+        ("a 3x3 conv with dilation 6", [(3, 1, 6)]),
+        ("VGG16 up to conv4_3", _CONV4_3),
+        ("VGG16 up to conv7 (pool5 3x3/1, conv6 3x3 dilation 6)", _CONV7),
+    ]
+    for what, layers in cases:
+        expected = _reference_rf(layers)
+        try:
+            got = answer(list(layers))
+        except Exception as error:
+            return f"receptive_field_px({layers}) ({what}) raised {type(error).__name__}: {error}"
+        if isinstance(got, tuple):
+            return f"return only the receptive field (an int), not a tuple: for {what} expected {expected}, got {got}"
+        problem = compare_number(expected, got, what=f"for {what} {layers if len(layers) <= 3 else ''}".rstrip())
+        if problem is None:
+            continue
+        value = float(got) if isinstance(got, (int, float)) else None
+        no_jump = 1 + sum(d * (kk - 1) for kk, _, d in layers)
+        no_dilation = _reference_rf([(kk, s, 1) for kk, s, _ in layers])
+        if value == no_jump and no_jump != expected:
+            problem += " — each kernel spans cells of its input, which are jump pixels apart (jump = product of " \
+                       "the strides before it)"  # fmt: skip
+        elif value == no_dilation and no_dilation != expected:
+            problem += " — a dilation d spreads a kernel's taps d cells apart: it covers d * (kernel - 1) + 1 cells"
+        return problem
+    return None

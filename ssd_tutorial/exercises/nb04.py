@@ -1,0 +1,127 @@
+"""Exercises of 04_forward_pass.ipynb: encode one box by hand, decode offsets into boxes.
+
+Introduced in: 04_forward_pass.ipynb
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from . import _describe, compare_sequence, register
+
+# The numbers of exercise 04_encode_box (also stated in its question).
+ENCODE_ANCHOR_CXCYWH = (40.0, 56.0, 32.0, 64.0)
+ENCODE_BOX_XYXY = (20.0, 20.0, 68.0, 84.0)
+ENCODE_VARIANCES = (0.1, 0.2)
+
+
+def _encode(box_cxcywh: tuple[float, ...], anchor: tuple[float, ...], variances: tuple[float, float]) -> list[float]:
+    (gx, gy, gw, gh), (ax, ay, aw, ah), (v0, v1) = box_cxcywh, anchor, variances
+    return [(gx - ax) / (aw * v0), (gy - ay) / (ah * v0), math.log(gw / aw) / v1, math.log(gh / ah) / v1]
+
+
+def _values(answer: Any) -> list[float] | None:
+    try:
+        values = torch.as_tensor(answer, dtype=torch.float64).reshape(-1).tolist()
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return values if len(values) == 4 else None
+
+
+@register(
+    "04_encode_box",
+    question="Encode the ground-truth box (x1, y1, x2, y2) = (20, 20, 68, 84) relative to the anchor "
+    "(cx, cy, w, h) = (40, 56, 32, 64) with variances (0.1, 0.2): give the 4 offsets (tx, ty, tw, th).",
+    hint="Convert the box to (cx, cy, w, h) first: (44, 52, 48, 64). Then tx = (gx - ax) / (aw * 0.1), "
+    "ty = (gy - ay) / (ah * 0.1), tw = log(gw / aw) / 0.2, th = log(gh / ah) / 0.2 (natural log).",
+    solution="""
+gx, gy, gw, gh = (20 + 68) / 2, (20 + 84) / 2, 68 - 20, 84 - 20   # 44, 52, 48, 64
+ax, ay, aw, ah = 40, 56, 32, 64
+offsets = [(gx - ax) / (aw * 0.1), (gy - ay) / (ah * 0.1), math.log(gw / aw) / 0.2, math.log(gh / ah) / 0.2]
+# [1.25, -0.625, 2.0273, 0.0]
+""",
+)
+def _check_encode_box(answer: Any) -> str | None:
+    x1, y1, x2, y2 = ENCODE_BOX_XYXY
+    box = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+    expected = _encode(box, ENCODE_ANCHOR_CXCYWH, ENCODE_VARIANCES)
+    problem = compare_sequence(expected, answer, what="the offsets (tx, ty, tw, th)", rel_tol=1e-4)
+    if problem is None:
+        return None
+    values = _values(answer)
+    if values is not None:
+        def close(other: list[float]) -> bool:
+            return all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-4) for a, b in zip(values, other))
+
+        if close(_encode(box, ENCODE_ANCHOR_CXCYWH, (1.0, 1.0))):
+            problem += " — divide the centre offsets by 0.1 and the log-size offsets by 0.2 (the variances)"
+        elif close(_encode(ENCODE_BOX_XYXY, ENCODE_ANCHOR_CXCYWH, ENCODE_VARIANCES)):
+            problem += " — the box is given as (x1, y1, x2, y2): convert it to (cx, cy, w, h) first"
+        elif close([expected[0], expected[1], box[2] / 32.0 / 0.2, box[3] / 64.0 / 0.2]):
+            problem += " — the size offsets use the natural log: tw = log(gw / aw) / 0.2"
+    return problem
+
+
+def _reference_decode(deltas: torch.Tensor, anchors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
+    from ..boxes import decode_boxes
+
+    return decode_boxes(deltas, anchors, variances)
+
+
+@register(
+    "04_decode_boxes",
+    question="Write my_decode(deltas, anchors, variances) that turns offsets Tensor[N, 4] (tx, ty, tw, th) and "
+    "anchors Tensor[N, 4] (cx, cy, w, h) into boxes Tensor[N, 4] (cx, cy, w, h) — the inverse of the encoding.",
+    hint="Undo each step of the encoding: cx = ax + tx * v0 * aw, cy = ay + ty * v0 * ah, w = aw * exp(tw * v1), "
+    "h = ah * exp(th * v1), with (v0, v1) = variances. Slice columns with deltas[:, 0] … or deltas[:, :2] and "
+    "put them back together with torch.stack or torch.cat.",
+    solution="""
+def my_decode(deltas, anchors, variances=(0.1, 0.2)):
+    v0, v1 = variances
+    centre = anchors[:, :2] + deltas[:, :2] * v0 * anchors[:, 2:]
+    size = anchors[:, 2:] * torch.exp(deltas[:, 2:] * v1)
+    return torch.cat([centre, size], dim=1)
+""",
+)
+def _check_decode_boxes(answer: Any) -> str | None:
+    if not callable(answer):
+        return f"the answer should be a function my_decode(deltas, anchors, variances), got {_describe(answer)}"
+    generator = torch.Generator().manual_seed(4)
+    N = 6
+    anchors = torch.cat([torch.rand(N, 2, generator=generator) * 300,
+                         10 + torch.rand(N, 2, generator=generator) * 200], dim=1)  # fmt: skip
+    deltas = torch.randn(N, 4, generator=generator)
+    for variances in ((0.1, 0.2), (0.2, 0.5)):
+        expected = _reference_decode(deltas, anchors, variances)
+        try:
+            got = answer(deltas.clone(), anchors.clone(), variances)
+        except Exception as error:
+            return f"my_decode(deltas [{N}, 4], anchors [{N}, 4], variances={variances}) raised " \
+                   f"{type(error).__name__}: {error}"  # fmt: skip
+        if not isinstance(got, torch.Tensor):
+            return f"my_decode should return a torch.Tensor [N, 4], got {_describe(got)}"
+        if list(got.shape) != [N, 4]:
+            return f"for {N} anchors my_decode should return [{N}, 4] (cx, cy, w, h), got {list(got.shape)}"
+        got = got.detach().double()
+        expected = expected.double()
+        if torch.allclose(got, expected, rtol=1e-5, atol=1e-4):
+            continue
+        from ..boxes import cxcywh_to_xyxy
+
+        if torch.allclose(got, cxcywh_to_xyxy(expected), rtol=1e-5, atol=1e-4):
+            return "your boxes are (x1, y1, x2, y2); return them as (cx, cy, w, h) (cxcywh_to_xyxy comes later)"
+        if variances != (0.1, 0.2) and torch.allclose(got, _reference_decode(deltas, anchors, (0.1, 0.2)).double(),
+                                                      rtol=1e-5, atol=1e-4):  # fmt: skip
+            return f"with variances={variances} your boxes match variances (0.1, 0.2): use the variances argument"
+        if torch.allclose(got, _reference_decode(deltas, anchors, (1.0, 1.0)).double(), rtol=1e-5, atol=1e-4):
+            return "multiply the offsets by the variances: cx = ax + tx * v0 * aw, w = aw * exp(tw * v1)"
+        row, col = (~torch.isclose(got, expected, rtol=1e-5, atol=1e-4)).nonzero()[0].tolist()
+        name = ("cx", "cy", "w", "h")[col]
+        anchor = [round(v, 2) for v in anchors[row].tolist()]
+        offsets = [round(v, 3) for v in deltas[row].tolist()]
+        return (f"with variances={variances}, first mismatch at box {row}, {name}: expected "
+                f"{expected[row, col].item():.4f}, got {got[row, col].item():.4f} (anchor {anchor}, offsets {offsets})")
+    return None

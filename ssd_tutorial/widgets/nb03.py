@@ -1,0 +1,359 @@
+"""Helpers and widgets of 03_heads.ipynb: receptive fields, the source table, and a feature-map explorer.
+
+The plain functions (``receptive_field``, ``source_table``, ``feature_map_view`` …) hold all the logic and are
+tested with pytest; ``feature_map_explorer`` only wires sliders to ``feature_map_view``.
+
+Introduced in: 03_heads.ipynb
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from ..config import SSDConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "layer_geometry",
+    "receptive_field",
+    "source_stages",
+    "source_table",
+    "format_source_table",
+    "parameter_counts",
+    "source_features",
+    "feature_map_view",
+    "feature_map_explorer",
+]
+
+# (kernel, stride, dilation) of one layer that moves or widens the view: a convolution or a pooling.
+Geometry = tuple[int, int, int]
+
+
+def _first(value: int | tuple[int, ...]) -> int:
+    return int(value[0]) if isinstance(value, tuple) else int(value)
+
+
+def layer_geometry(module: nn.Module) -> list[tuple[str, int, int, int]]:
+    """(name, kernel, stride, dilation) of every conv and pooling layer of ``module``, in forward order.
+
+    Walks the children in registration order (true for torchvision's VGG and ResNet and for this package's
+    backbones). A residual block (a module with a ``downsample`` attribute, as torchvision's Bottleneck) is
+    walked along its main path only: its 1x1 shortcut sees less of the image. Layers that act per position
+    (ReLU, BatchNorm, L2Norm) leave the geometry unchanged and are skipped.
+
+    Introduced in: 03_heads.ipynb
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    found: list[tuple[str, int, int, int]] = []
+
+    def walk(mod: nn.Module, prefix: str) -> None:
+        if isinstance(mod, nn.Conv2d):
+            found.append((prefix, _first(mod.kernel_size), _first(mod.stride), _first(mod.dilation)))
+        elif isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
+            stride = mod.stride if mod.stride is not None else mod.kernel_size
+            dilation = getattr(mod, "dilation", 1)
+            found.append((prefix, _first(mod.kernel_size), _first(stride), _first(dilation)))
+        else:
+            for name, child in mod.named_children():
+                if name == "downsample" and hasattr(mod, "downsample"):
+                    continue  # residual shortcut, parallel to the main path
+                walk(child, f"{prefix}.{name}" if prefix else name)
+
+    walk(module, "")
+    return found
+
+
+def receptive_field(layers: Sequence[Geometry], start: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    """Receptive field and jump (input pixels between neighbouring outputs) after a stack of layers.
+
+    ``layers`` holds (kernel, stride, dilation) per layer, first layer first. Starting from ``start =
+    (rf, jump)`` (one input pixel: (1, 1)) each layer widens the field by ``dilation * (kernel - 1)``
+    of its input cells, each ``jump`` pixels apart, then multiplies the jump by its stride::
+
+        rf  <- rf + dilation * (kernel - 1) * jump
+        jump <- jump * stride
+
+    Returns ``(rf, jump)`` in input pixels. This is the theoretical receptive field; the pixels that
+    matter in practice concentrate near its centre.
+
+    Introduced in: 03_heads.ipynb
+    """
+    rf, jump = start
+    for index, layer in enumerate(layers):
+        if len(layer) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in layer):
+            raise ValueError(f"layers[{index}] must be (kernel, stride, dilation), positive ints, got {layer!r}")
+        kernel, stride, dilation = layer
+        rf += dilation * (kernel - 1) * jump
+        jump *= stride
+    return rf, jump
+
+
+def source_stages(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The part of ``backbone`` that computes each source, in source order.
+
+    Works for this package's backbones: every child except :class:`~ssd_tutorial.backbones.L2Norm`
+    computes one source (``conv4_3``, ``conv7`` for VGG16; ``layer2``, ``layer3`` for ResNet-50), and
+    each block of ``extras`` one more.
+
+    Introduced in: 03_heads.ipynb
+    """
+    from ..backbones import L2Norm
+
+    stages: list[tuple[str, nn.Module]] = []
+    for name, child in backbone.named_children():
+        if isinstance(child, L2Norm):
+            continue
+        if isinstance(child, nn.ModuleList):
+            stages += [(f"{name}[{i}]", block) for i, block in enumerate(child)]
+        else:
+            stages.append((name, child))
+    if not stages:
+        raise TypeError(f"{type(backbone).__name__} has no stages (children) to walk")
+    return stages
+
+
+def source_table(cfg: SSDConfig, image_size: int | None = None) -> list[dict[str, Any]]:
+    """One row per source of ``cfg``'s backbone: its shape, stride, step and receptive field.
+
+    The backbone is built on the meta device and run on an empty ``[1, 3, S, S]`` image: shapes are
+    computed, nothing is allocated (the trick of :func:`~ssd_tutorial.model.adapt_config`).
+
+    Returns rows ``{"level", "source", "channels", "size", "jump", "step", "receptive_field",
+    "box_size"}``: ``jump`` is the product of the strides (input pixels between neighbouring cells),
+    ``step`` is ``S / size`` (the anchor step), ``box_size`` is ``s_k`` scaled to ``S``.
+
+    Introduced in: 03_heads.ipynb
+    """
+    from ..backbones import build_backbone
+
+    if not isinstance(cfg, SSDConfig):
+        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}")
+    S = cfg.image_size if image_size is None else image_size
+    if isinstance(S, bool) or not isinstance(S, int) or S < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    with torch.device("meta"), torch.no_grad():
+        backbone = build_backbone(cfg).eval()
+        try:
+            features = backbone(torch.empty(1, 3, S, S))
+        except RuntimeError as err:
+            raise ValueError(f"image size {S} is too small for the {cfg.backbone} backbone of {cfg.name}: "
+                             f"{err}") from err  # fmt: skip
+    rows = []
+    state = (1, 1)
+    for level, ((name, stage), feature) in enumerate(zip(source_stages(backbone), features)):
+        state = receptive_field([g[1:] for g in layer_geometry(stage)], start=state)
+        size = int(feature.shape[-1])
+        rows.append({
+            "level": level,
+            "source": name,
+            "channels": int(feature.shape[1]),
+            "size": size,
+            "jump": state[1],
+            "step": S / size,
+            "receptive_field": state[0],
+            "box_size": cfg.box_sizes[level] * S / cfg.image_size,
+        })  # fmt: skip
+    return rows
+
+
+def format_source_table(rows: Sequence[dict[str, Any]]) -> str:
+    """:func:`source_table` rows as fixed-width text.
+
+    Introduced in: 03_heads.ipynb
+    """
+    lines = [f"{'level':>5} {'source':<10} {'shape [C, H, W]':>16} {'jump':>5} {'step':>7} {'RF px':>6} {'s_k px':>7}"]
+    for row in rows:
+        shape = f"[{row['channels']}, {row['size']}, {row['size']}]"
+        lines.append(f"{row['level']:>5} {row['source']:<10} {shape:>16} {row['jump']:>5} {row['step']:>7.4g}"
+                     f" {row['receptive_field']:>6} {row['box_size']:>7.2f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Number of parameters of each part of an SSD: every backbone stage (and L2Norm), the loc and cls heads.
+
+    Works on a model built on the meta device (counts need shapes only).
+
+    Introduced in: 03_heads.ipynb
+    """
+    for name in ("backbone", "loc_heads", "cls_heads"):
+        if not hasattr(model, name):
+            raise TypeError(f"model must be an SSD (with backbone, loc_heads, cls_heads), got {type(model).__name__}")
+    counts: dict[str, int] = {}
+    for name, child in model.backbone.named_children():
+        parts = [(f"{name}[{i}]", block) for i, block in enumerate(child)] if isinstance(child, nn.ModuleList) \
+            else [(name, child)]  # fmt: skip
+        for part_name, part in parts:
+            counts[f"backbone.{part_name}"] = sum(p.numel() for p in part.parameters())
+    counts["loc_heads"] = sum(p.numel() for p in model.loc_heads.parameters())
+    counts["cls_heads"] = sum(p.numel() for p in model.cls_heads.parameters())
+    return counts
+
+
+def source_features(model: nn.Module, image: Tensor) -> list[Tensor]:
+    """The L source feature maps of ``model`` for one image, each Tensor[C_k, H_k, W_k] (no gradient).
+
+    ``image`` is Tensor[3, S, S] float in [0, 1]; it is normalized as ``model.forward_heads`` does.
+
+    Introduced in: 03_heads.ipynb
+    """
+    S = model.cfg.image_size
+    if not isinstance(image, Tensor) or list(image.shape) != [3, S, S] or not image.is_floating_point():
+        got = f"{image.dtype} {list(image.shape)}" if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image must be a float Tensor[3, {S}, {S}] in [0, 1], got {got}")
+    with torch.no_grad():
+        x = (image[None].to(model.image_mean.dtype) - model.image_mean) / model.image_std  # [1, 3, S, S]
+        features = model.backbone(x)
+    return [f[0] for f in features]  # L x [C, H, W]
+
+
+def _top_channels(feature: Tensor, count: int) -> list[int]:
+    strength = feature.abs().mean(dim=(1, 2))  # [C]
+    order = torch.sort(strength, descending=True, stable=True).indices  # ties keep channel order
+    return order[:count].tolist()
+
+
+def feature_map_view(features: Sequence[Tensor], image: Tensor, level: int,
+                     num_channels: int = 3) -> tuple[Figure, list[tuple[str, str]]]:  # fmt: skip
+    """The activations of one source for one image, drawn over the image in its pixel coordinates.
+
+    Panels: the image with the level's grid, the mean |activation| over channels, then the ``num_channels``
+    channels with the largest mean |activation|. Every map is stretched over the whole image (cell (i, j)
+    covers pixels ``[j*step, (j+1)*step) x [i*step, (i+1)*step)``), origin top-left.
+
+    Args:
+        features: L maps Tensor[C_k, H_k, W_k] (see :func:`source_features`).
+        image: Tensor[3, S, S] float in [0, 1].
+        level: which source, 0 … L-1.
+        num_channels: how many single channels to draw, 1 … C_k.
+
+    Returns:
+        (Figure, rows): rows are (quantity, value) strings for a small table.
+
+    Raises ValueError for a level or a channel count out of range.
+
+    Introduced in: 03_heads.ipynb
+    """
+    from .. import viz
+
+    L = len(features)
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < L:
+        raise ValueError(f"level must be an int in [0, {L - 1}], got {level!r}")
+    feature = features[level].detach().float().cpu()
+    if feature.ndim != 3:
+        raise ValueError(f"features[{level}] must be [C, H, W], got {list(feature.shape)}")
+    C, H, W = feature.shape
+    if isinstance(num_channels, bool) or not isinstance(num_channels, int) or not 1 <= num_channels <= min(C, 8):
+        raise ValueError(f"num_channels must be an int in [1, {min(C, 8)}], got {num_channels!r}")
+    S = int(image.shape[-1])
+    step = S / W
+    extent = (0, S, S, 0)  # left, right, bottom, top: the map covers the image, origin top-left
+    mean_abs = feature.abs().mean(dim=0)  # [H, W]
+    channels = _top_channels(feature, num_channels)
+
+    fig = viz._new_figure((3.0 * (2 + num_channels), 3.4))
+    ax = fig.add_subplot(1, 2 + num_channels, 1)
+    viz.show_image(ax, image)
+    if W <= 32:
+        for t in range(1, W):
+            ax.axvline(t * step, color="white", linewidth=0.5, alpha=0.6)
+            ax.axhline(t * step, color="white", linewidth=0.5, alpha=0.6)
+    ax.set_title(f"image, level {level} grid {H}x{W}\n(step {step:g} px)", fontsize=9)
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+
+    ax = fig.add_subplot(1, 2 + num_channels, 2)
+    viz.show_image(ax, image)
+    shown = ax.imshow(mean_abs.numpy(), extent=extent, cmap="magma", alpha=0.75, interpolation="nearest")
+    fig.colorbar(shown, ax=ax, shrink=0.7, label="mean |activation|")
+    ax.set_title(f"mean |activation| over {C} channels", fontsize=9)
+    ax.set_xlabel("x (px)")
+    for index, channel in enumerate(channels):
+        ax = fig.add_subplot(1, 2 + num_channels, 3 + index)
+        shown = ax.imshow(feature[channel].numpy(), extent=extent, cmap="viridis", interpolation="nearest")
+        fig.colorbar(shown, ax=ax, shrink=0.7)
+        ax.set_title(f"channel {channel}", fontsize=9)
+        ax.set_xlabel("x (px)")
+    fig.suptitle(f"Source {level}: {C} channels x {H}x{W} cells")
+
+    rows = [
+        ("level", str(level)),
+        ("shape [C, H, W]", f"[{C}, {H}, {W}]"),
+        ("step (px per cell)", f"{step:g}"),
+        ("mean |activation|", f"{mean_abs.mean().item():.4f}"),
+        ("max activation", f"{feature.max().item():.4f}"),
+        ("zeros (after ReLU)", f"{(feature == 0).float().mean().item():.1%}"),
+        ("strongest channels", ", ".join(str(c) for c in channels)),
+    ]
+    return fig, rows
+
+
+def _figure_png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    fig.clf()  # free the artists; the Figure is not in pyplot's registry, so nothing else holds it
+    return buffer.getvalue()
+
+
+def _html_table(rows: Sequence[tuple[str, str]], css_class: str) -> str:
+    body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                   for k, v in rows)  # fmt: skip
+    return f"<table class='{css_class}'>{body}</table>"
+
+
+def feature_map_explorer(model: nn.Module, images: Tensor | Sequence[Tensor], num_channels: int = 3) -> Any:
+    """A widget: sliders for the image, the level and the number of channels, drawing :func:`feature_map_view`.
+
+    ``images`` is Tensor[N, 3, S, S] (or a list of N Tensor[3, S, S]). Features are computed once per image.
+    Impossible settings show a message inside the widget. CSS classes: ``ssd-feature-map-explorer`` (the
+    widget), ``ssd-feature-map-output`` (figure and table) and ``ssd-feature-map-table`` (the table).
+
+    Introduced in: 03_heads.ipynb
+    """
+    import ipywidgets as widgets
+    from IPython.display import HTML, Image, display
+
+    images = list(images)
+    if not images:
+        raise ValueError("images must hold at least one Tensor[3, S, S]")
+    num_levels = model.cfg.num_levels
+    cache: dict[int, list[Tensor]] = {}
+    image_slider = widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image",
+                                     continuous_update=False)  # fmt: skip
+    level_slider = widgets.IntSlider(value=0, min=0, max=num_levels - 1, description="level",
+                                     continuous_update=False)  # fmt: skip
+    channel_slider = widgets.IntSlider(value=num_channels, min=1, max=8, description="channels",
+                                       continuous_update=False)  # fmt: skip
+    output = widgets.Output()
+    output.add_class("ssd-feature-map-output")
+
+    def render(_: Any = None) -> None:
+        with output:
+            output.clear_output(wait=True)
+            try:
+                index = image_slider.value
+                if index not in cache:
+                    cache[index] = source_features(model, images[index])
+                fig, rows = feature_map_view(cache[index], images[index], level_slider.value, channel_slider.value)
+            except ValueError as error:
+                display(HTML(f"<p class='ssd-widget-error' style='color:#b00'>Cannot show this setting: "
+                             f"{html.escape(str(error))}</p>"))  # fmt: skip
+                return
+            display(Image(_figure_png(fig)))
+            display(HTML(_html_table(rows, "ssd-feature-map-table")))
+
+    for slider in (image_slider, level_slider, channel_slider):
+        slider.observe(render, names="value")
+    box = widgets.VBox([widgets.HBox([image_slider, level_slider, channel_slider]), output])
+    box.add_class("ssd-feature-map-explorer")
+    render()
+    return box

@@ -1,0 +1,165 @@
+"""Widgets of 08_your_own_dataset.ipynb: tune box sizes and aspect ratios and watch anchor coverage change.
+
+:func:`coverage_view` does the work (a config, its coverage of a box sample, a figure and a table);
+:func:`coverage_widget` only wires a size-scale slider, an aspect-ratio text box and an IoU slider to it.
+
+Introduced in: 08_your_own_dataset.ipynb
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ..config import SSDConfig
+from .nb02 import parse_aspect_ratios, rows_to_html
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["coverage_config", "coverage_view", "coverage_widget"]
+
+WIDGET_CLASS = "ssd-coverage-widget"
+TABLE_CLASS = "ssd-coverage-table"
+ERROR_CLASS = "ssd-widget-error"
+COVERAGE_COLUMNS = (("level", "level", ""), ("feature_map", "map", ""), ("step", "step", ".4g"),
+                    ("box_size", "s_k (px)", ".1f"), ("ratios", "ratios", ""), ("anchors", "anchors", ""),
+                    ("alone", "covered by this level alone", ".3f"),
+                    ("best_share", "best anchor here (and covered)", ".3f"))  # fmt: skip
+
+
+def coverage_config(cfg: SSDConfig, *, size_scale: float = 1.0,
+                    aspect_ratios: str | Sequence[float] | None = None) -> SSDConfig:  # fmt: skip
+    """``cfg`` with every box size times ``size_scale`` and, unless ``None``, the same aspect ratios on every level.
+
+    ``aspect_ratios`` is text like ``"2, 3"`` or a sequence of numbers; ``""`` or ``()`` leaves only the two
+    squares. Raises ValueError for a scale <= 0 or a ratio <= 0 (the message says which).
+
+    Introduced in: 08_your_own_dataset.ipynb
+    """
+    if not isinstance(cfg, SSDConfig):
+        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}")
+    if isinstance(size_scale, bool) or not isinstance(size_scale, (int, float)) or not math.isfinite(size_scale) \
+            or size_scale <= 0:  # fmt: skip
+        raise ValueError(f"size_scale must be a finite number > 0 (it multiplies every box size), got {size_scale!r}")
+    changes: dict[str, Any] = {}
+    if size_scale != 1.0:
+        changes["box_sizes"] = tuple(round(s * size_scale, 6) for s in cfg.box_sizes)
+    if aspect_ratios is not None:
+        ratios = parse_aspect_ratios(aspect_ratios)
+        changes["aspect_ratios"] = tuple(ratios for _ in range(cfg.num_levels))
+    return cfg.replace(**changes) if changes else cfg
+
+
+def _anchor_shapes(cfg: SSDConfig) -> Tensor:
+    from ..anchors import level_box_shapes
+
+    return torch.tensor([wh for k in range(cfg.num_levels) for wh in level_box_shapes(cfg, k)])  # [sum k_l, 2]
+
+
+def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0,
+                  aspect_ratios: str | Sequence[float] | None = None,
+                  iou_threshold: float = 0.5) -> tuple[Figure, list[dict]]:  # fmt: skip
+    """Anchor coverage of a box sample under an edited config: bars per level, and the boxes among the anchor shapes.
+
+    Args:
+        boxes_xyxy: Tensor[M, 4] xyxy in the model's input pixels.
+        cfg: the starting config; see :func:`coverage_config` for ``size_scale`` and ``aspect_ratios``.
+        iou_threshold: IoU a box's best anchor must reach for the box to count as covered.
+
+    Returns:
+        ``(figure, rows)``: one row per level (``level``, ``feature_map``, ``step``, ``box_size``, ``ratios``,
+        ``anchors``, ``alone``: share covered by that level's anchors alone, ``best_share``: share whose best
+        anchor is on that level and covers it) and a last row ``level = "all"`` with the overall coverage in
+        both share columns.
+
+    Introduced in: 08_your_own_dataset.ipynb
+    """
+    from ..analysis import anchor_coverage
+    from ..viz import _color, _new_figure, draw_box_shapes
+
+    edited = coverage_config(cfg, size_scale=size_scale, aspect_ratios=aspect_ratios)
+    cov = anchor_coverage(boxes_xyxy, edited, iou_threshold)
+    rows = []
+    for k in range(edited.num_levels):
+        rows.append({"level": k, "feature_map": edited.feature_map_sizes[k], "step": edited.steps[k],
+                     "box_size": edited.box_sizes[k], "ratios": ", ".join(f"{r:g}" for r in edited.aspect_ratios[k]),
+                     "anchors": edited.anchors_per_level[k], "alone": cov["per_level"][k],
+                     "best_share": cov["best_level_share"][k]})  # fmt: skip
+    rows.append({"level": "all", "feature_map": None, "step": None, "box_size": None, "ratios": None,
+                 "anchors": edited.num_anchors, "alone": cov["overall"], "best_share": cov["overall"]})  # fmt: skip
+
+    fig = _new_figure((11.0, 4.2))
+    bars, scatter = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    levels = torch.arange(edited.num_levels, dtype=torch.float64).numpy()
+    bars.bar(levels - 0.2, cov["per_level"], width=0.4, color=_color(0), label="covered by this level alone")
+    bars.bar(levels + 0.2, cov["best_level_share"], width=0.4, color=_color(1),
+             label="best anchor on this level (sums to overall)")  # fmt: skip
+    bars.axhline(cov["overall"], color="black", linestyle="--", linewidth=1, label=f"overall {cov['overall']:.3f}")
+    bars.set_xticks(levels, [f"{k}\n{fm}x{fm}" for k, fm in enumerate(edited.feature_map_sizes)])
+    bars.set_ylim(0.0, 1.0)
+    bars.set_xlabel("level (feature map)")
+    bars.set_ylabel(f"share of the {cov['num_boxes']} boxes")
+    bars.legend(fontsize=7, loc="upper right")
+    bars.set_title(f"coverage at IoU >= {iou_threshold:g}: {cov['overall']:.1%} ({edited.num_anchors} anchors)",
+                   fontsize=9)  # fmt: skip
+    wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]  # [M, 2]
+    draw_box_shapes(scatter, wh, _anchor_shapes(edited), covered=cov["best_iou"] >= iou_threshold)
+    fig.suptitle(f"box sizes x {size_scale:g}, aspect ratios {edited.aspect_ratios[0] or '(squares only)'}",
+                 fontsize=10)  # fmt: skip
+    return fig, rows
+
+
+def coverage_widget(boxes_xyxy: Tensor, cfg: SSDConfig) -> Any:
+    """A size-scale slider, an aspect-ratio box and an IoU slider over :func:`coverage_view`.
+
+    Returns an ``ipywidgets.VBox`` (CSS class ``ssd-coverage-widget``, table ``ssd-coverage-table``) with
+    ``.controls`` (``"scale"``, ``"ratios"``, ``"iou"``) and ``.state`` (last ``figure``, ``rows``, ``error``).
+    A bad setting (a ratio <= 0, text that is not a number) shows a message inside the widget.
+
+    Introduced in: 08_your_own_dataset.ipynb
+    """
+    import ipywidgets as widgets
+    from IPython.display import HTML, display
+
+    style = {"description_width": "110px"}
+    first = ", ".join(f"{r:g}" for r in cfg.aspect_ratios[0])
+    controls = {
+        "scale": widgets.FloatLogSlider(value=1.0, base=2, min=-2, max=2, step=0.25, description="box sizes x",
+                                        continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
+        "ratios": widgets.Text(first, description="aspect ratios", continuous_update=False,
+                               placeholder="e.g. 2, 3 (empty: squares only; Enter to apply)", style=style),  # fmt: skip
+        "iou": widgets.FloatSlider(value=cfg.iou_threshold, min=0.3, max=0.9, step=0.05, description="IoU threshold",
+                                   continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
+    }
+    out = widgets.Output()
+    state: dict[str, Any] = {"figure": None, "rows": None, "error": None}
+
+    def render(*_: Any) -> None:
+        try:
+            fig, rows = coverage_view(boxes_xyxy, cfg, size_scale=controls["scale"].value,
+                                      aspect_ratios=controls["ratios"].value, iou_threshold=controls["iou"].value)
+        except (ValueError, TypeError) as error:
+            state.update(figure=None, rows=None, error=str(error))
+            with out:
+                out.clear_output(wait=True)
+                display(HTML(f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'))
+            return
+        state.update(figure=fig, rows=rows, error=None)  # the old Figure is dropped (not in pyplot: no leak)
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+            display(HTML(rows_to_html(rows, COVERAGE_COLUMNS, TABLE_CLASS, "")))
+
+    for control in controls.values():
+        control.observe(render, names="value")
+    box = widgets.VBox([widgets.HBox([controls["scale"], controls["ratios"]]), controls["iou"], out])
+    box.add_class(WIDGET_CLASS)
+    box.controls, box.state, box.render = controls, state, render
+    render()
+    return box

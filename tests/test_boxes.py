@@ -1,0 +1,114 @@
+"""Tests for ssd_tutorial.boxes: format conversions and the SSD box parameterization."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision.models.detection._utils import BoxCoder
+from torchvision.ops import box_convert
+
+from ssd_tutorial.boxes import cxcywh_to_xyxy, decode_boxes, encode_boxes, xyxy_to_cxcywh
+
+centres = st.floats(min_value=-200.0, max_value=800.0, allow_nan=False)
+sizes = st.floats(min_value=0.5, max_value=1000.0, allow_nan=False)
+box_cxcywh = st.tuples(centres, centres, sizes, sizes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(gt=st.lists(box_cxcywh, min_size=1, max_size=8), anchor=box_cxcywh,
+       variances=st.tuples(st.floats(0.05, 1.0), st.floats(0.05, 1.0)))  # fmt: skip
+def test_decode_inverts_encode(gt, anchor, variances):
+    gt = torch.tensor(gt, dtype=torch.float64)  # [N, 4]
+    anchors = torch.tensor(anchor, dtype=torch.float64).expand_as(gt)  # [N, 4]
+    deltas = encode_boxes(gt, anchors, variances)
+    torch.testing.assert_close(decode_boxes(deltas, anchors, variances), gt, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(boxes=st.lists(box_cxcywh, min_size=1, max_size=8))
+def test_xyxy_cxcywh_round_trip(boxes):
+    cxcywh = torch.tensor(boxes, dtype=torch.float64)
+    xyxy = cxcywh_to_xyxy(cxcywh)
+    assert (xyxy[:, 2:] >= xyxy[:, :2]).all()
+    torch.testing.assert_close(xyxy_to_cxcywh(xyxy), cxcywh, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(xyxy, box_convert(cxcywh, "cxcywh", "xyxy"))
+
+
+def test_conversions_hand_worked():
+    cxcywh = torch.tensor([[10.0, 20.0, 4.0, 6.0]])
+    xyxy = torch.tensor([[8.0, 17.0, 12.0, 23.0]])
+    assert torch.equal(cxcywh_to_xyxy(cxcywh), xyxy)
+    assert torch.equal(xyxy_to_cxcywh(xyxy), cxcywh)
+
+
+def test_encode_hand_worked():
+    gt = torch.tensor([110.0, 60.0, 40.0, 20.0])  # cxcywh
+    anchor = torch.tensor([100.0, 50.0, 20.0, 40.0])
+    # ((110-100)/(20*0.1), (60-50)/(40*0.1), log(40/20)/0.2, log(20/40)/0.2)
+    expected = torch.tensor([5.0, 2.5, math.log(2) / 0.2, -math.log(2) / 0.2])
+    torch.testing.assert_close(encode_boxes(gt, anchor, (0.1, 0.2)), expected)
+    torch.testing.assert_close(decode_boxes(expected, anchor, (0.1, 0.2)), gt)
+    assert torch.equal(decode_boxes(torch.zeros(4), anchor), anchor)  # zero offsets: the anchor itself
+    assert torch.equal(encode_boxes(anchor, anchor), torch.zeros(4))
+
+
+def test_encode_equals_torchvision_box_coder():
+    """BoxCoder(weights=(10, 10, 5, 5)) is the SSD parameterization with variances (0.1, 0.2).
+
+    In float64: BoxCoder takes xyxy corners and recomputes centres, and in float32 that round trip
+    alone moves a centre by an ulp of 300 px, i.e. up to ~3e-4 in a small anchor's offset.
+    """
+    g = torch.Generator().manual_seed(0)
+    rand = lambda *shape: torch.rand(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    gt = torch.cat([rand(50, 2) * 300, rand(50, 2) * 200 + 1], dim=1)
+    anchors = torch.cat([rand(50, 2) * 300, rand(50, 2) * 200 + 1], dim=1)
+    coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+    expected = coder.encode_single(cxcywh_to_xyxy(gt), cxcywh_to_xyxy(anchors))
+    deltas = encode_boxes(gt, anchors, (0.1, 0.2))
+    torch.testing.assert_close(deltas, expected)
+    decoded = coder.decode_single(deltas, cxcywh_to_xyxy(anchors))
+    torch.testing.assert_close(cxcywh_to_xyxy(decode_boxes(deltas, anchors, (0.1, 0.2))), decoded)
+
+
+def test_any_leading_dims_and_broadcasting():
+    g = torch.Generator().manual_seed(1)
+    gt = torch.rand(2, 3, 5, 4, generator=g) * 100 + 1  # [B, ?, A, 4], positive sizes
+    anchors = torch.rand(5, 4, generator=g) * 100 + 1  # [A, 4], broadcast over the leading dims
+    deltas = encode_boxes(gt, anchors)
+    assert deltas.shape == (2, 3, 5, 4)
+    torch.testing.assert_close(deltas[1, 2], encode_boxes(gt[1, 2], anchors))
+    torch.testing.assert_close(decode_boxes(deltas, anchors), gt)
+    assert cxcywh_to_xyxy(gt).shape == xyxy_to_cxcywh(gt).shape == (2, 3, 5, 4)
+    assert cxcywh_to_xyxy(torch.zeros(0, 4)).shape == (0, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_is_kept(dtype):
+    boxes = torch.tensor([[10.0, 20.0, 4.0, 6.0]], dtype=dtype)
+    for out in (cxcywh_to_xyxy(boxes), xyxy_to_cxcywh(boxes), encode_boxes(boxes, boxes), decode_boxes(boxes, boxes)):
+        assert out.dtype == dtype
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda bad, ok: cxcywh_to_xyxy(bad),
+        lambda bad, ok: xyxy_to_cxcywh(bad),
+        lambda bad, ok: encode_boxes(bad, ok),
+        lambda bad, ok: encode_boxes(ok, bad),
+        lambda bad, ok: decode_boxes(bad, ok),
+        lambda bad, ok: decode_boxes(ok, bad),
+    ],
+)
+def test_bad_last_dim(call):
+    ok = torch.ones(3, 4)
+    with pytest.raises(ValueError, match=r"must be \[\.\.\., 4\], got \[3, 5\]"):
+        call(torch.ones(3, 5), ok)
+    with pytest.raises(ValueError, match=r"must be \[\.\.\., 4\], got \[\]"):
+        call(torch.tensor(1.0), ok)
+    with pytest.raises(TypeError, match="must be a torch.Tensor, got list"):
+        call([[1.0, 2.0, 3.0, 4.0]], ok)

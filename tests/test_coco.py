@@ -1,0 +1,177 @@
+"""Tests for ssd_tutorial.data.coco on the tiny fixture in data/fixtures/coco (made by scripts/make_fixtures.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ssd_tutorial.config import TINY_SHAPES
+from ssd_tutorial.data import coco_dataset, collate_detection, eval_transforms, train_transforms
+from ssd_tutorial.data._common import BoxesClippedWarning
+from ssd_tutorial.evaluate import coco_map, mean_average_precision
+
+REPO = Path(__file__).resolve().parents[1]
+COCO_DIR = REPO / "data" / "fixtures" / "coco"
+IMAGES, ANNOTATIONS = COCO_DIR / "images", COCO_DIR / "annotations.json"
+
+
+def load_make_fixtures():
+    spec = importlib.util.spec_from_file_location("make_fixtures", REPO / "scripts" / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return {s["image_id"]: s for s in load_make_fixtures().coco_samples()}
+
+
+def items(ds):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoxesClippedWarning)
+        return [ds[i] for i in range(len(ds))]
+
+
+def test_category_mapping_is_contiguous_and_exposed():
+    ds = coco_dataset(IMAGES, ANNOTATIONS)
+    # Categories are listed as 7, 3, 11 in the file; sorted by id they become labels 1, 2, 3.
+    assert ds.label_to_category_id == {1: 3, 2: 7, 3: 11}
+    assert ds.category_id_to_label == {3: 1, 7: 2, 11: 3}
+    assert ds.class_names == ("__background__", "circle", "square", "triangle")
+    assert ds.class_names == TINY_SHAPES.class_names  # so a shapes model can train on it unchanged
+
+
+def test_items_match_the_source(samples):
+    ds = coco_dataset(IMAGES, ANNOTATIONS)
+    assert len(ds) == 4 and ds.ids == [101, 102, 103, 104]
+    for image, target in items(ds):
+        s = samples[target["image_id"]]
+        assert type(image) is torch.Tensor and image.shape == (3, 120, 160) and image.dtype == torch.float32
+        assert 0.0 <= image.min() and image.max() <= 1.0
+        crowd = [a for a in s["annotations"] if a["iscrowd"]]
+        n = len(s["boxes"])
+        assert target["boxes"].shape == (n + len(crowd), 4) and target["boxes"].dtype == torch.float32
+        # Shapes labels 1, 2, 3 are the fixture's circle, square, triangle: the same after the mapping.
+        assert target["labels"][:n].tolist() == s["labels"].tolist()
+        expected = torch.from_numpy(s["boxes"]).clamp(max=160)
+        if s["image_id"] == 103:
+            expected[0, 2] = 160  # written 20 px past the right edge, clipped
+        assert torch.equal(target["boxes"][:n], expected)
+        assert target["difficult"].tolist() == [False] * n + [True] * len(crowd)
+
+
+def test_image_without_objects():
+    ds = coco_dataset(IMAGES, ANNOTATIONS)
+    _, target = ds[1]
+    assert target["image_id"] == 102
+    assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,) and target["labels"].dtype == torch.int64
+    assert target["difficult"].shape == (0,)
+
+
+def test_crowd_boxes_are_difficult_and_can_be_dropped():
+    ds = coco_dataset(IMAGES, ANNOTATIONS)
+    _, target = ds[3]
+    assert target["difficult"].tolist() == [False, False, True]
+    assert target["boxes"][2].tolist() == [0.0, 0.0, 80.0, 60.0]
+    _, kept = coco_dataset(IMAGES, ANNOTATIONS, keep_difficult=False)[3]
+    assert kept["difficult"].tolist() == [False, False] and len(kept["labels"]) == 2
+
+
+def test_box_outside_the_image_is_clipped_with_a_warning():
+    ds = coco_dataset(IMAGES, ANNOTATIONS)
+    with pytest.warns(BoxesClippedWarning, match=r"annotations\.json \(image id 103.*1 box\(es\) outside"):
+        ds[2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BoxesClippedWarning)
+        ds[0]  # nothing to clip, no warning
+
+
+def test_loading_prints_nothing(capsys):
+    coco_dataset(IMAGES, ANNOTATIONS)[0]
+    assert capsys.readouterr().out == ""
+
+
+def test_transforms_and_loader():
+    ds = coco_dataset(IMAGES, ANNOTATIONS, transforms=eval_transforms(TINY_SHAPES))
+    raw = coco_dataset(IMAGES, ANNOTATIONS)
+    image, target = ds[0]
+    assert image.shape == (3, 128, 128) and target["image_id"] == 101
+    assert torch.allclose(target["boxes"], raw[0][1]["boxes"] * torch.tensor([0.8, 128 / 120, 0.8, 128 / 120]))
+    torch.manual_seed(0)
+    train = coco_dataset(IMAGES, ANNOTATIONS, transforms=train_transforms(TINY_SHAPES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoxesClippedWarning)
+        images, targets = next(iter(DataLoader(train, batch_size=4, collate_fn=collate_detection)))
+    assert images.shape == (4, 3, 128, 128)
+    assert targets[1]["boxes"].shape == (0, 4)  # the empty image stays empty
+    assert all(len(t["boxes"]) == len(t["labels"]) == len(t["difficult"]) for t in targets)
+
+
+def test_targets_evaluate_perfectly_against_themselves():
+    targets = [t for _, t in items(coco_dataset(IMAGES, ANNOTATIONS))]
+    detections = [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))} for t in targets]
+    assert mean_average_precision(detections, targets)["map"] == pytest.approx(1.0)
+    assert coco_map(detections, targets)["map"] == pytest.approx(1.0)
+
+
+def test_missing_files_name_what_was_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"annotation file not found: .*missing\.json.*cocodataset\.org"):
+        coco_dataset(IMAGES, tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError, match=r"images folder not found: .*no_images"):
+        coco_dataset(tmp_path / "no_images", ANNOTATIONS)
+
+
+@pytest.fixture
+def coco_copy(tmp_path):
+    root = tmp_path / "coco"
+    shutil.copytree(COCO_DIR, root)
+    return root / "images", root / "annotations.json"
+
+
+def test_broken_annotation_file(coco_copy):
+    images, annotations = coco_copy
+    annotations.write_text("{not json")
+    with pytest.raises(ValueError, match=r"could not parse .*annotations\.json"):
+        coco_dataset(images, annotations)
+    annotations.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 5, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "x"}]}))  # fmt: skip
+    shutil.copy(images / "000000000101.jpg", images / "a.jpg")
+    with pytest.raises(ValueError, match=r"category ids \[5\]"):
+        coco_dataset(images, annotations)[0]
+
+
+def test_corrupt_or_missing_image_names_the_file(coco_copy):
+    images, annotations = coco_copy
+    (images / "000000000101.jpg").write_bytes(b"\x89PNG garbage")
+    (images / "000000000102.jpg").unlink()
+    ds = coco_dataset(images, annotations)
+    with pytest.raises(OSError, match=r"could not read image file .*000000000101\.jpg"):
+        ds[0]
+    with pytest.raises(FileNotFoundError, match=r"000000000102\.jpg"):
+        ds[1]
+    with pytest.raises(IndexError):
+        ds[4]
+
+
+def test_fixtures_are_reproducible(tmp_path):
+    load_make_fixtures().main(["--out", str(tmp_path)])
+    fresh = tmp_path / "coco"
+    assert (fresh / "annotations.json").read_text() == ANNOTATIONS.read_text()
+    names = sorted(p.name for p in IMAGES.iterdir())
+    assert names == sorted(p.name for p in (fresh / "images").iterdir())
+    from PIL import Image
+
+    for name in names:
+        a = np.asarray(Image.open(IMAGES / name), dtype=np.int16)
+        b = np.asarray(Image.open(fresh / "images" / name), dtype=np.int16)
+        assert np.abs(a - b).max() <= 2, name  # JPEG encoders may differ by a rounding

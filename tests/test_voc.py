@@ -1,0 +1,198 @@
+"""Tests for ssd_tutorial.data.voc on the tiny fixture in data/fixtures/voc (made by scripts/make_fixtures.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ssd_tutorial.config import TINY_SHAPES, VOC_CLASSES
+from ssd_tutorial.data import collate_detection, eval_transforms, train_transforms, voc_dataset
+from ssd_tutorial.data._common import BoxesClippedWarning
+
+REPO = Path(__file__).resolve().parents[1]
+VOC_ROOT = REPO / "data" / "fixtures" / "voc"
+
+
+def load_make_fixtures():
+    spec = importlib.util.spec_from_file_location("make_fixtures", REPO / "scripts" / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return {s["id"]: s for s in load_make_fixtures().voc_samples()}
+
+
+def items(ds):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoxesClippedWarning)
+        return [ds[i] for i in range(len(ds))]
+
+
+def test_splits_and_format():
+    train, val = voc_dataset(VOC_ROOT, "train"), voc_dataset(VOC_ROOT, image_set="val")
+    assert len(train) == 3 and len(val) == 1
+    assert train.class_names == VOC_CLASSES and len(train.class_names) == 21
+    for image, target in items(train) + items(val):
+        assert type(image) is torch.Tensor and image.shape == (3, 120, 160) and image.dtype == torch.float32
+        assert 0.0 <= image.min() and image.max() <= 1.0
+        assert set(target) == {"boxes", "labels", "difficult"}
+        assert target["boxes"].dtype == torch.float32 and target["labels"].dtype == torch.int64
+        assert target["difficult"].dtype == torch.bool
+
+
+def test_boxes_labels_difficult_match_the_source(samples):
+    ds = voc_dataset(VOC_ROOT, "train")
+    for path, (image, target) in zip(ds.images, items(ds)):
+        s = samples[Path(path).stem]
+        # VOC's 1-based inclusive pixels are converted back to the continuous boxes ShapesDataset drew
+        # (one written 9 px too wide, clipped back to the image width).
+        expected = torch.from_numpy(s["written_boxes"]).clamp(max=160)
+        assert torch.equal(target["boxes"], expected)
+        assert target["labels"].tolist() == s["voc_labels"].tolist()
+        assert [VOC_CLASSES[k] for k in target["labels"]] == [VOC_CLASSES[int(k)] for k in s["labels"] * 5]
+        assert target["difficult"].tolist() == s["difficult"].tolist()
+        # The right image, the right way round: far closer to its source than to any other (JPEG is lossy).
+        errors = {k: (image - torch.from_numpy(o["pixels"]).permute(2, 0, 1) / 255).abs().mean() for k, o in
+                  samples.items()}  # fmt: skip
+        own = errors.pop(s["id"])
+        assert own < 0.5 * min(errors.values())
+
+
+def test_fixture_has_a_difficult_box(samples):
+    ds = voc_dataset(VOC_ROOT, "train")
+    difficult = torch.cat([t["difficult"] for _, t in items(ds)])
+    assert difficult.sum() == 1
+    no_difficult = voc_dataset(VOC_ROOT, "train", keep_difficult=False)
+    assert sum(len(t["labels"]) for _, t in items(no_difficult)) == len(difficult) - 1
+    assert not any(t["difficult"].any() for _, t in items(no_difficult))
+
+
+def test_box_outside_the_image_is_clipped_with_a_warning():
+    ds = voc_dataset(VOC_ROOT, "train")
+    with pytest.warns(BoxesClippedWarning, match=r"2012_000003\.xml: 1 box\(es\) outside the 160x120 image"):
+        _, target = ds[2]
+    assert target["boxes"][:, 2].max() == 160  # written as xmax = 169
+
+
+def test_transforms_are_applied():
+    ds = voc_dataset(VOC_ROOT, "val", transforms=eval_transforms(TINY_SHAPES))
+    raw = voc_dataset(VOC_ROOT, "val")
+    image, target = ds[0]
+    assert image.shape == (3, 128, 128)
+    assert torch.allclose(target["boxes"], raw[0][1]["boxes"] * torch.tensor([0.8, 128 / 120, 0.8, 128 / 120]))
+    torch.manual_seed(0)
+    train = voc_dataset(VOC_ROOT, "train", transforms=train_transforms(TINY_SHAPES))
+    loader = DataLoader(train, batch_size=3, collate_fn=collate_detection)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoxesClippedWarning)
+        images, targets = next(iter(loader))
+    assert images.shape == (3, 3, 128, 128) and len(targets) == 3
+    assert all(len(t["boxes"]) == len(t["labels"]) == len(t["difficult"]) for t in targets)
+
+
+def test_index_errors():
+    ds = voc_dataset(VOC_ROOT, "val")
+    with pytest.raises(IndexError):
+        ds[1]
+    with pytest.raises(IndexError):
+        ds[-1]
+
+
+def test_missing_data_names_what_was_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"VOC root folder not found.*host\.robots\.ox\.ac\.uk"):
+        voc_dataset(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"VOCdevkit[/\\]VOC2012"):
+        voc_dataset(tmp_path)
+    with pytest.raises(FileNotFoundError, match="contains VOCdevkit"):
+        voc_dataset(VOC_ROOT / "VOCdevkit" / "VOC2012")
+    with pytest.raises(FileNotFoundError, match=r"ImageSets[/\\]Main[/\\]trainval\.txt"):
+        voc_dataset(VOC_ROOT, "trainval")
+    with pytest.raises(FileNotFoundError, match=r"VOCdevkit[/\\]VOC2007"):
+        voc_dataset(VOC_ROOT, "test", year="2007")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="image_set"):
+        voc_dataset(VOC_ROOT, "test")
+    with pytest.raises(ValueError, match="year"):
+        voc_dataset(VOC_ROOT, year="2020")
+    with pytest.raises(TypeError, match="transforms"):
+        voc_dataset(VOC_ROOT, transforms="flip")
+
+
+@pytest.fixture
+def voc_copy(tmp_path):
+    root = tmp_path / "voc"
+    shutil.copytree(VOC_ROOT, root)
+    return root, root / "VOCdevkit" / "VOC2012"
+
+
+def test_corrupt_or_truncated_image_names_the_file(voc_copy):
+    root, voc = voc_copy
+    (voc / "JPEGImages" / "2012_000001.jpg").write_bytes(b"this is not a jpeg")
+    jpeg = (voc / "JPEGImages" / "2012_000002.jpg").read_bytes()
+    (voc / "JPEGImages" / "2012_000002.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (voc / "JPEGImages" / "2012_000003.jpg").unlink()
+    ds = voc_dataset(root)
+    with pytest.raises(OSError, match=r"2012_000001\.jpg"):
+        ds[0]
+    with pytest.raises(OSError, match=r"2012_000002\.jpg"):
+        ds[1]
+    with pytest.raises(FileNotFoundError, match=r"2012_000003\.jpg"):
+        ds[2]
+
+
+def test_annotation_edge_cases(voc_copy):
+    root, voc = voc_copy
+    xml = voc / "Annotations" / "2012_000001.xml"
+    text = xml.read_text()
+    start, end = text.index("<object>"), text.rindex("</object>") + len("</object>")
+    xml.write_text(text[:start] + text[end:])  # an image without objects
+    (voc / "Annotations" / "2012_000002.xml").write_text("<annotation><object>")  # broken XML
+    ds = voc_dataset(root)
+    _, target = ds[0]
+    assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,) and target["difficult"].shape == (0,)
+    with pytest.raises(ValueError, match=r"2012_000002\.xml"):
+        ds[1]
+    (voc / "Annotations" / "2012_000004.xml").unlink()
+    with pytest.raises(FileNotFoundError, match=r"2012_000004\.xml"):
+        voc_dataset(root, "val")[0]
+    (voc / "Annotations" / "2012_000001.xml").write_text(text.replace("<name>person</name>", "<name>dragon</name>", 1))
+    with pytest.raises(ValueError, match="dragon"):
+        ds[0]
+
+
+def test_float_coordinates(voc_copy, samples):
+    root, voc = voc_copy
+    xml = voc / "Annotations" / "2012_000004.xml"
+    first_xmin = int(samples["2012_000004"]["boxes"][0, 0]) + 1
+    xml.write_text(xml.read_text().replace(f"<xmin>{first_xmin}</xmin>", f"<xmin>{first_xmin}.5</xmin>", 1))
+    _, target = voc_dataset(root, "val")[0]
+    assert target["boxes"][0, 0] == samples["2012_000004"]["boxes"][0, 0] + 0.5
+
+
+def test_fixtures_are_reproducible(tmp_path):
+    load_make_fixtures().main(["--out", str(tmp_path)])
+    committed = VOC_ROOT / "VOCdevkit" / "VOC2012"
+    fresh = tmp_path / "voc" / "VOCdevkit" / "VOC2012"
+    names = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+    for name in names:
+        if name.suffix == ".jpg":
+            from PIL import Image
+
+            a = np.asarray(Image.open(committed / name), dtype=np.int16)
+            b = np.asarray(Image.open(fresh / name), dtype=np.int16)
+            assert np.abs(a - b).max() <= 2, name  # JPEG encoders may differ by a rounding
+        else:
+            assert (committed / name).read_text() == (fresh / name).read_text(), name
