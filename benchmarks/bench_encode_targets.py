@@ -1,6 +1,6 @@
 """encode_targets (whole batch at once) vs torchvision's per-image SSD target matching and encoding.
 
-    python benchmarks/bench_encode_targets.py [--batch 32] [--boxes 10] [--repeats 5] [--device cpu]
+    python benchmarks/bench_encode_targets.py [--batch 32] [--boxes 10] [--repeats 5] [--device cpu] [--threads N]
 
 torchvision side, per image, as in ``torchvision.models.detection.SSD.compute_loss``:
 ``SSDMatcher(0.5)(box_iou(boxes, anchors))`` then ``BoxCoder((10, 10, 5, 5)).encode_single`` of the
@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # a busy shared machine gives steadier numbers with 1
 
     cfg = SSD300_VOC
     anchors = default_boxes(cfg).to(args.device)

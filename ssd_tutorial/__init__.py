@@ -22,7 +22,7 @@ _EXPORTS = {
     "data": ["ShapesDataset", "collate_detection", "voc_dataset", "coco_dataset", "train_transforms",
              "eval_transforms"],
     "train": ["fit", "save_checkpoint", "load_checkpoint", "load_pretrained"],
-    "evaluate": ["mean_average_precision", "coco_map"],
+    "evaluate": ["mean_average_precision", "coco_map", "precision_recall_curve"],
 }
 _NAME_TO_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
 _SUBMODULES = {"config", "anchors", "boxes", "matching", "backbones", "model", "loss", "postprocess", "data",

@@ -37,7 +37,10 @@ PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    """The plain module inside DistributedDataParallel / DataParallel / torch.compile wrappers.
+
+    Introduced in: 06_training.ipynb
+    """
     while True:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
@@ -48,7 +51,10 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def rng_state() -> dict[str, Any]:
-    """torch (CPU and CUDA), numpy and Python ``random`` states as tensors and plain numbers."""
+    """torch (CPU and CUDA), numpy and Python ``random`` states as tensors and plain numbers.
+
+    Introduced in: 06_training.ipynb
+    """
     _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
@@ -64,7 +70,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`rng_state`."""
+    """Inverse of :func:`rng_state`.
+
+    Introduced in: 06_training.ipynb
+    """
     torch.set_rng_state(state["torch"].cpu())
     npy = state["numpy"]
     np.random.set_state(("MT19937", npy["keys"].cpu().numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
@@ -118,7 +127,10 @@ def save_checkpoint(
 
 
 def write_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """``torch.save(obj)`` to ``path`` through a temp file + fsync + ``os.replace``."""
+    """``torch.save(obj)`` to ``path`` through a temp file + fsync + ``os.replace``.
+
+    Introduced in: 06_training.ipynb
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -177,7 +189,10 @@ def load_checkpoint(
 
 
 def check_config(saved: dict | None, cfg: SSDConfig | None, path: str | os.PathLike = "<checkpoint>") -> None:
-    """ValueError naming every field where the checkpoint's config differs from ``cfg`` (None: nothing to check)."""
+    """ValueError naming every field where the checkpoint's config differs from ``cfg`` (None: nothing to check).
+
+    Introduced in: 06_training.ipynb
+    """
     if saved is None or cfg is None:
         return
     mine = cfg.to_dict()

@@ -250,8 +250,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> None:
+    import PIL.Image
     import torch
-    from torchvision.io import ImageReadMode, decode_image, write_png
     from torchvision.transforms.v2 import functional as F
     from torchvision.utils import draw_bounding_boxes
 
@@ -266,9 +266,10 @@ def run_detect(args: argparse.Namespace) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"image file not found: {path}")
         try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)  # [3, H, W] uint8
-        except RuntimeError as err:
-            raise ValueError(f"cannot decode image {path}: {err}") from err
+            with PIL.Image.open(path) as pil:
+                image = F.pil_to_tensor(pil.convert("RGB"))  # [3, H, W] uint8
+        except (OSError, SyntaxError) as err:  # PIL: unidentified, truncated or corrupt file
+            raise ValueError(f"cannot read image {path}: {err}") from err
         H, W = image.shape[-2:]
         resized = F.resize(image, [S, S], antialias=True).float().div(255)  # [3, S, S] in [0, 1]
         with torch.inference_mode():
@@ -282,7 +283,7 @@ def run_detect(args: argparse.Namespace) -> None:
             stem += "_"
         used.add(stem)
         png = args.out / f"{stem}.png"
-        write_png(draw_bounding_boxes(image, boxes, text, colors="red", width=2), str(png))
+        F.to_pil_image(draw_bounding_boxes(image, boxes, text, colors="red", width=2)).save(png)
         report.append({"image": str(path), "output": str(png), "width": int(W), "height": int(H), "detections": [
             {"label": int(c), "class_name": names[int(c)], "score": round(float(s), 5),
              "box_xyxy": [round(float(v), 2) for v in b]} for b, s, c in zip(boxes, scores, labels)]})  # fmt: skip

@@ -24,12 +24,18 @@ __all__ = ["distributed_env", "pick_device", "seed_epoch", "distributed_loader",
 
 
 def distributed_env() -> tuple[int, int]:
-    """(rank, world_size) from torchrun's environment variables; (0, 1) outside torchrun."""
+    """(rank, world_size) from torchrun's environment variables; (0, 1) outside torchrun.
+
+    Introduced in: 06_training.ipynb
+    """
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def pick_device(model: nn.Module, device: str | torch.device | None, distributed: bool) -> torch.device:
-    """The given device, else the model's; under torchrun CUDA means ``cuda:LOCAL_RANK``."""
+    """The given device, else the model's; under torchrun CUDA means ``cuda:LOCAL_RANK``.
+
+    Introduced in: 06_training.ipynb
+    """
     if not distributed:
         return torch.device(device) if device is not None else _model_device(model)
     wanted = torch.device(device) if device is not None else None
@@ -46,7 +52,10 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
-    """Seed torch, numpy and random from (seed, epoch, rank), so each epoch's data order is reproducible."""
+    """Seed torch, numpy and random from (seed, epoch, rank), so each epoch's data order is reproducible.
+
+    Introduced in: 06_training.ipynb
+    """
     state = np.random.SeedSequence([seed, epoch, rank]).generate_state(2)  # two well-mixed uint32
     value = (int(state[0]) << 32) | int(state[1])
     torch.manual_seed(value)
@@ -55,7 +64,10 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
 
 
 def distributed_loader(loader: DataLoader, *, rank: int, world_size: int, seed: int) -> DataLoader:
-    """The same loader drawing from a DistributedSampler (shuffled iff ``loader`` shuffles)."""
+    """The same loader drawing from a DistributedSampler (shuffled iff ``loader`` shuffles).
+
+    Introduced in: 06_training.ipynb
+    """
     if isinstance(loader.sampler, DistributedSampler):
         return loader
     if loader.batch_size is None:
@@ -67,7 +79,10 @@ def distributed_loader(loader: DataLoader, *, rank: int, world_size: int, seed: 
 
 
 def rebuild_loader(loader: DataLoader, sampler: Any) -> DataLoader:
-    """A copy of ``loader`` (batch size, workers, collate) drawing from ``sampler``."""
+    """A copy of ``loader`` (batch size, workers, collate) drawing from ``sampler``.
+
+    Introduced in: 06_training.ipynb
+    """
     if loader.batch_size is None:
         raise ValueError("record_indices needs a loader built with batch_size (not a custom batch_sampler)")
     return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
@@ -77,7 +92,10 @@ def rebuild_loader(loader: DataLoader, sampler: Any) -> DataLoader:
 
 
 class RecordingSampler:
-    """Wraps a sampler and remembers the indices it handed out in the current pass."""
+    """Wraps a sampler and remembers the indices it handed out in the current pass.
+
+    Introduced in: 06_training.ipynb
+    """
 
     def __init__(self, sampler: Any) -> None:
         self.sampler = sampler

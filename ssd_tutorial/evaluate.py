@@ -1,6 +1,6 @@
 """Detection metrics: PASCAL VOC average precision (2007 11-point and all-point) and COCO mAP (pycocotools).
 
-Introduced in: 07_evaluation.ipynb
+Introduced in: 07_evaluation_and_inference.ipynb
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def average_precision(precision: Tensor | np.ndarray, recall: Tensor | np.ndarra
     thresholds are computed as k / 10 so that a recall of exactly 3/10 counts as reaching 0.3.
     ``"all_points"``: area under the monotone (right-to-left running maximum) precision envelope (VOC2010+).
 
-    Introduced in: 07_evaluation.ipynb
+    Introduced in: 07_evaluation_and_inference.ipynb
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -186,7 +186,7 @@ def mean_average_precision(detections: Sequence[dict[str, Tensor]], targets: Seq
     Returns:
         ``{"map": float, "ap_per_class": {label: float}}``; ``map`` is 0.0 when no class has ground truth.
 
-    Introduced in: 07_evaluation.ipynb
+    Introduced in: 07_evaluation_and_inference.ipynb
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -205,7 +205,7 @@ def precision_recall_curve(detections: Sequence[dict[str, Tensor]], targets: Seq
         ``{label: {"precision": Tensor[K], "recall": Tensor[K], "scores": Tensor[K]}}`` (float64, by descending
         score; K = detections of that class not ignored), for every class with a non-difficult gt box.
 
-    Introduced in: 07_evaluation.ipynb
+    Introduced in: 07_evaluation_and_inference.ipynb
     """
     curves = {}
     for label, (scores, tp, npos) in _matched_classes(detections, targets, iou_threshold).items():
@@ -227,7 +227,7 @@ def coco_map(detections: Sequence[dict[str, Tensor]], targets: Sequence[dict[str
     Returns:
         ``{"map": float, "map_50": float, "map_75": float}``.
 
-    Introduced in: 07_evaluation.ipynb
+    Introduced in: 07_evaluation_and_inference.ipynb
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval

@@ -34,6 +34,7 @@ from .config import SSDConfig
 __all__ = ["match_anchors", "encode_targets"]
 
 _MIN_IOU = 1e-6  # the greedy step stops below this IoU: such a pair does not overlap
+_BLOCK_VALUES = 2**18  # IoU values per block in _iou_maxima on a CPU: 1 MiB of float32, stays in cache
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -42,23 +43,57 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _pairwise_iou(boxes_xyxy: Tensor, anchors_xyxy: Tensor) -> Tensor:
-    """IoU of every box with every anchor: boxes [..., M, 4], anchors [A, 4] -> [..., M, A].
+    """IoU of every box with every anchor: boxes [..., M, 4], anchors [..., A, 4] -> [..., M, A].
 
     Same values as ``torchvision.ops.box_iou`` (same operations in the same order), but built from
     column vectors with in-place operations: box_iou materializes [M, A, 2] corner tensors, which makes
     it ~10x slower for a batch of boxes against 8732 anchors (see benchmarks/bench_encode_targets.py).
     """
-    leading = boxes_xyxy.shape[:-1]
-    bx1, by1, bx2, by2 = boxes_xyxy.reshape(-1, 4).unsqueeze(-1).unbind(1)  # [N, 1] each
-    ax1, ay1, ax2, ay2 = anchors_xyxy.t().contiguous()  # [A] each
-    inter = torch.minimum(bx2, ax2)  # [N, A]
-    scratch = torch.maximum(bx1, ax1)  # [N, A]
+    bx1, by1, bx2, by2 = boxes_xyxy.unsqueeze(-1).unbind(-2)  # [..., M, 1] each
+    ax1, ay1, ax2, ay2 = anchors_xyxy.movedim(-1, 0).unsqueeze(-2).contiguous()  # [..., 1, A] each
+    inter = torch.minimum(bx2, ax2)  # [..., M, A]
+    scratch = torch.maximum(bx1, ax1)  # [..., M, A]
     inter.sub_(scratch).clamp_(min=0)  # intersection width
     torch.minimum(by2, ay2, out=scratch)
     scratch.sub_(torch.maximum(by1, ay1)).clamp_(min=0)  # intersection height
     inter.mul_(scratch)
     union = torch.add((bx2 - bx1) * (by2 - by1), (ax2 - ax1) * (ay2 - ay1), out=scratch).sub_(inter)
-    return inter.div_(union).view(*leading, anchors_xyxy.shape[0])  # [..., M, A]
+    return inter.div_(union)
+
+
+def _iou_maxima(boxes_xyxy: Tensor, anchors_xyxy: Tensor, block: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The IoU maxima both matching steps start from, without keeping the [B, M, A] IoU tensor.
+
+    On a CPU the IoU is computed for a block of anchors at a time, small enough to stay in the cache:
+    the ~10 passes over it then cost far less than over a [B, M, A] tensor in main memory. On a GPU
+    the whole tensor is one block.
+
+    Args:
+        boxes_xyxy: Tensor[B, M, 4].
+        anchors_xyxy: Tensor[A, 4].
+        block: anchors per block; default: about 2**18 IoU values per block on a CPU, all on a GPU.
+
+    Returns:
+        anchor_best: Tensor[B, A], best IoU of each anchor over the boxes of its image.
+        box_best: Tensor[B, M], best IoU of each box over the anchors.
+        box_best_anchor: Tensor[B, M] long, that anchor (ties -> lowest anchor index).
+    """
+    batch, num_boxes, _ = boxes_xyxy.shape
+    num_anchors = anchors_xyxy.shape[0]
+    if block is None:
+        on_cpu = anchors_xyxy.device.type == "cpu"
+        block = max(256, _BLOCK_VALUES // max(batch * num_boxes, 1)) if on_cpu else num_anchors
+    anchor_best = []
+    box_best = boxes_xyxy.new_full((batch, num_boxes), -1.0)
+    box_best_anchor = torch.zeros(batch, num_boxes, dtype=torch.long, device=boxes_xyxy.device)
+    for start in range(0, num_anchors, block):
+        iou = _pairwise_iou(boxes_xyxy, anchors_xyxy[start : start + block])  # [B, M, block]
+        anchor_best.append(iou.amax(dim=1))  # [B, block]
+        value, index = iou.max(dim=-1)  # [B, M]; ties -> lowest index in the block
+        better = value >= box_best  # strict: an earlier block (lower anchor index) keeps a tie
+        box_best = torch.where(better, value, box_best)
+        box_best_anchor = torch.where(better, index + start, box_best_anchor)
+    return torch.cat(anchor_best, dim=1), box_best, box_best_anchor
 
 
 def _ranked_candidates(iou: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -124,40 +159,47 @@ def _greedy_on_candidates(values: Tensor, index: Tensor) -> Tensor:
     return taken
 
 
-def _greedy_anchors(iou: Tensor) -> Tensor:
-    """Greedy bipartite step on a batch: IoU Tensor[B, M, A] -> Tensor[B, M] long, the anchor of each box or -1.
+def _greedy_anchors(boxes_xyxy: Tensor, anchors_xyxy: Tensor, box_best: Tensor, box_best_anchor: Tensor) -> Tensor:
+    """Greedy bipartite step on a batch -> Tensor[B, M] long, the anchor each box takes or -1.
 
     Shortcut: if no two boxes of an image share their best anchor, the greedy step gives every box its
     best anchor (no pick ever removes another box's best). Only images where two boxes compete run
     the rounds, on their M best anchors per box.
+
+    Args:
+        boxes_xyxy: Tensor[B, M, 4]; anchors_xyxy: Tensor[A, 4]; box_best, box_best_anchor: Tensor[B, M]
+            from :func:`_iou_maxima`.
     """
-    batch, num_boxes, num_anchors = iou.shape
-    best, best_anchor = iou.max(dim=-1)  # [B, M] each; ties -> lowest anchor index
-    taken = torch.where(best >= _MIN_IOU, best_anchor, -1)  # [B, M]
+    num_boxes, num_anchors = boxes_xyxy.shape[1], anchors_xyxy.shape[0]
+    taken = torch.where(box_best >= _MIN_IOU, box_best_anchor, -1)  # [B, M]
     clash = (taken.unsqueeze(2) == taken.unsqueeze(1)) & (taken >= 0).unsqueeze(2)  # [B, M, M]
-    clash &= ~torch.eye(num_boxes, dtype=torch.bool, device=iou.device)
+    clash &= ~torch.eye(num_boxes, dtype=torch.bool, device=taken.device)
     competing = clash.flatten(1).any(dim=1)  # [B]
     if bool(competing.any()):
         images = competing.nonzero().squeeze(1)  # [b]
-        values, index = _ranked_candidates(iou[images], min(num_boxes, num_anchors))  # [b, M, k] each
+        iou = _pairwise_iou(boxes_xyxy[images], anchors_xyxy)  # [b, M, A], only for these images
+        values, index = _ranked_candidates(iou, min(num_boxes, num_anchors))  # [b, M, k] each
         taken[images] = _greedy_on_candidates(values, index)
     return taken
 
 
-def _match_batched(iou: Tensor, iou_threshold: float) -> Tensor:
-    """Both matching steps on a batch: IoU Tensor[B, M, A] -> Tensor[B, A] long, box index or -1 (background).
+def _match_batched(boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float) -> Tensor:
+    """Both matching steps on a batch: boxes Tensor[B, M, 4], anchors Tensor[A, 4] -> Tensor[B, A] long.
 
-    Padding rows must come after the real boxes of their image and hold IoUs below 1e-6.
+    Entry (b, a) is the index of the box anchor a of image b is matched to, or -1 (background).
+    Padding boxes must come after the real boxes of their image and overlap no anchor.
     """
-    batch, num_boxes, num_anchors = iou.shape
-    matches = torch.full((batch, num_anchors), -1, dtype=torch.long, device=iou.device)
-    if num_boxes == 0:
+    batch, num_boxes, _ = boxes_xyxy.shape
+    matches = torch.full((batch, anchors_xyxy.shape[0]), -1, dtype=torch.long, device=anchors_xyxy.device)
+    if num_boxes == 0 or anchors_xyxy.shape[0] == 0:
         return matches
+    anchor_best, box_best, box_best_anchor = _iou_maxima(boxes_xyxy, anchors_xyxy)
     # Threshold step, on the few anchors above the threshold (argmax: ties -> lowest box index).
-    image, anchor = (iou.amax(dim=1) >= iou_threshold).nonzero(as_tuple=True)  # [P] each
-    matches[image, anchor] = iou[image, :, anchor].argmax(dim=1)  # iou[image, :, anchor] is [P, M]
+    image, anchor = (anchor_best >= iou_threshold).nonzero(as_tuple=True)  # [P] each
+    iou = _pairwise_iou(boxes_xyxy[image], anchors_xyxy[anchor].unsqueeze(1))  # [P, M, 1]
+    matches[image, anchor] = iou.squeeze(2).argmax(dim=1)
     # Greedy step, written last: it wins over the threshold step.
-    taken = _greedy_anchors(iou)  # [B, M]
+    taken = _greedy_anchors(boxes_xyxy, anchors_xyxy, box_best, box_best_anchor)  # [B, M]
     image, box = (taken >= 0).nonzero(as_tuple=True)  # [G] each
     matches[image, taken[image, box]] = box
     return matches
@@ -218,8 +260,7 @@ def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: fl
     gt = gt_boxes_xyxy.to(device=anchors.device, dtype=dtype)
     _check_box_values(gt, lambda m: f"gt_boxes_xyxy[{m}]")
     _check_box_values(anchors, lambda a: f"anchors_xyxy[{a}]")
-    iou = _pairwise_iou(gt, anchors).unsqueeze(0)  # [1, M, A]
-    return _match_batched(iou, iou_threshold).squeeze(0)
+    return _match_batched(gt.unsqueeze(0), anchors, iou_threshold).squeeze(0)  # [A]
 
 
 def _gather_targets(
@@ -308,8 +349,7 @@ def encode_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) 
     padded_labels = labels.new_zeros(batch, num_boxes)  # [B, M]
     padded_labels[image, slot] = labels
 
-    iou = _pairwise_iou(padded_boxes, cxcywh_to_xyxy(anchors))  # [B, M, A]
-    matches = _match_batched(iou, cfg.iou_threshold)  # [B, A]
+    matches = _match_batched(padded_boxes, cxcywh_to_xyxy(anchors), cfg.iou_threshold)  # [B, A]
 
     # Encode only the positive anchors (a few per cent) and scatter them into zeros.
     pos_image, pos_anchor = (matches >= 0).nonzero(as_tuple=True)  # [P] each

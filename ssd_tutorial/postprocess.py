@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, nms
 
 from .boxes import cxcywh_to_xyxy, decode_boxes
 from .config import SSDConfig
@@ -30,10 +30,29 @@ def _check_inputs(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor,
                          f"got {list(anchors_cxcywh.shape)}")  # fmt: skip
 
 
+def _grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """NMS inside each group; indices of the kept boxes by descending score (as ``batched_nms``).
+
+    ``groups`` must be sorted (each group contiguous), as the candidates of decode_detections are.
+    On a GPU one ``batched_nms`` call does it. On a CPU ``batched_nms`` switches, above 4000
+    numbers, to a loop that scans all K candidates once per group (O(groups x K): about 15x slower
+    than this for 32 images x 20 classes x 400), so we run ``nms`` on each contiguous slice instead.
+    """
+    if boxes.device.type != "cpu":
+        return batched_nms(boxes, scores, groups, iou_threshold)
+    counts = torch.unique_consecutive(groups, return_counts=True)[1].tolist()
+    kept, start = [], 0
+    for count in counts:
+        kept.append(nms(boxes[start : start + count], scores[start : start + count], iou_threshold) + start)
+        start += count
+    keep = torch.cat(kept) if kept else groups.new_zeros(0)
+    return keep[scores[keep].sort(descending=True, stable=True).indices]
+
+
 def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor, cfg: SSDConfig) -> list[dict]:
     """Turn head outputs into at most ``cfg.max_detections`` boxes per image.
 
-    The steps, for the whole batch at once (one ``batched_nms`` call, group = image * C + class):
+    The steps, for the whole batch at once (NMS groups are image * C + class):
 
     1. decode the offsets (``cfg.variances``), convert to xyxy, clip to ``[0, cfg.image_size]``;
     2. softmax over classes; for each object class c >= 1 of each image keep the at most
@@ -60,13 +79,15 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
 
     k = min(cfg.pre_nms_top_k, A)
     top_scores, top_anchor = scores.topk(k, dim=2)  # [B, C-1, k] each
-    image, cls, slot = (top_scores > cfg.score_threshold).nonzero(as_tuple=True)  # [K] each
-    anchor = top_anchor[image, cls, slot]  # [K]
-    cand_boxes = boxes[image, anchor]  # [K, 4]
-    cand_scores = top_scores[image, cls, slot]  # [K]
-    cand_labels = cls + 1  # [K], back to ids where 0 is background
+    # Flat indices into [B, C-1, k]: candidates come out grouped by (image, class), best first.
+    flat = (top_scores > cfg.score_threshold).flatten().nonzero().squeeze(1)  # [K]
+    image = flat // ((C - 1) * k)  # [K]
+    cand_labels = (flat // k) % (C - 1) + 1  # [K], back to ids where 0 is background
+    anchor = top_anchor.flatten()[flat]  # [K]
+    cand_boxes = boxes.reshape(B * A, 4)[image * A + anchor]  # [K, 4]
+    cand_scores = top_scores.flatten()[flat]  # [K]
 
-    keep = batched_nms(cand_boxes, cand_scores, image * C + cand_labels, cfg.nms_threshold)  # by score, desc
+    keep = _grouped_nms(cand_boxes, cand_scores, image * C + cand_labels, cfg.nms_threshold)  # by score, desc
     # A stable sort by image keeps the score order inside each image; then cap each image's count.
     kept_image = image[keep]  # [N_all]
     by_image = kept_image.sort(stable=True).indices  # [N_all]

@@ -29,6 +29,7 @@ from .checkpoints import PRETRAINED_DIR, load_checkpoint, load_pretrained, save_
 from .checkpoints import restore_rng_state as _restore_rng_state
 from .distributed import (
     RecordingSampler,
+    _model_device,
     distributed_env,
     distributed_loader,
     pick_device,
@@ -44,6 +45,7 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained",
     "lr_factor",
+    "build_optimizer",
     "params_sha256",
     "TRAIN_RECIPES",
     "PRETRAINED_DIR",
@@ -120,8 +122,9 @@ def fit(
         tensorboard: losses and lr per iteration, mAP and debug images per epoch, in ``out_dir/tb``.
         clearml: a ClearML project name to report to (``pip install clearml``).
         progress: a tqdm bar (only on a terminal, only on rank 0).
-        seed: data order and augmentation of epoch e become a function of (seed, e, rank), so a resumed run
-            reproduces an uninterrupted one. Without a seed, resume restores the saved RNG states instead.
+        seed: at the start of epoch e the global torch / numpy / random generators are seeded from
+            (seed, e, rank), so data order and augmentation are reproducible and a resumed run equals an
+            uninterrupted one. Without a seed, resume restores the RNG states saved in the checkpoint instead.
         log_fn: gets one line per epoch (and a header); the library itself never prints.
         max_iters: cap on iterations per epoch (quick runs, tests).
         record_indices: write the dataset indices this rank trained on, per epoch, and a hash of its final
@@ -330,11 +333,6 @@ def collect_detections(
     return detections, targets
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def params_sha256(model: nn.Module) -> str:
     """SHA-256 over all parameters (sorted by name): equal weights bit for bit ⇔ equal hashes.
 
@@ -349,7 +347,10 @@ def params_sha256(model: nn.Module) -> str:
 
 def build_optimizer(model: nn.Module, optimizer: str | torch.optim.Optimizer, lr: float, momentum: float,
                     weight_decay: float) -> torch.optim.Optimizer:  # fmt: skip
-    """A named optimizer over the trainable parameters, or ``optimizer`` itself when it is one."""
+    """A named optimizer over the trainable parameters, or ``optimizer`` itself when it is one.
+
+    Introduced in: 06_training.ipynb
+    """
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     params = [p for p in model.parameters() if p.requires_grad]

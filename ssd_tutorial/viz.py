@@ -198,8 +198,10 @@ __all__ += ["draw_level_grid", "anchor_coverage", "plot_level_grids", "plot_anch
 
 
 def draw_level_grid(ax: Axes, cfg: SSDConfig, level: int, *, color: Any = "white", centers: bool = True,
-                    linewidth: float = 0.6, marker_size: float | None = None) -> Axes:  # fmt: skip
-    """Draw the cells of one feature-map level (lines every ``step`` pixels) and, optionally, their centres.
+                    linewidth: float = 0.6, marker_size: float | None = None,
+                    center_color: Any = None) -> Axes:  # fmt: skip
+    """Draw the cells of one feature-map level (lines every ``step`` pixels) and, optionally, their centres
+    (in ``center_color``, default ``color``).
 
     Cell (i, j) spans ``[j·step, (j+1)·step) x [i·step, (i+1)·step)``; its centre ``((j + 0.5)·step,
     (i + 0.5)·step)`` is where the level's anchors sit. With a fractional or rounded-up step the last
@@ -215,12 +217,13 @@ def draw_level_grid(ax: Axes, cfg: SSDConfig, level: int, *, color: Any = "white
     edges = [j * step for j in range(fm + 1)]
     end = fm * step
     segments = [[(e, 0.0), (e, end)] for e in edges] + [[(0.0, e), (end, e)] for e in edges]
-    ax.add_collection(LineCollection(segments, colors=color, linewidths=linewidth, alpha=0.8))
+    ax.add_collection(LineCollection(segments, colors=color, linewidths=linewidth, alpha=0.8 if fm <= 16 else 0.4))
     if centers:
         middle = (torch.arange(fm, dtype=torch.float64) + 0.5) * step  # [fm]
         cy, cx = torch.meshgrid(middle, middle, indexing="ij")  # [fm, fm] each
         size = marker_size if marker_size is not None else min(30.0, max(0.5, 1000.0 / fm**2))
-        ax.scatter(cx.reshape(-1).numpy(), cy.reshape(-1).numpy(), s=size, color=color, edgecolors="black",
+        ax.scatter(cx.reshape(-1).numpy(), cy.reshape(-1).numpy(), s=size,
+                   color=color if center_color is None else center_color, edgecolors="black",
                    linewidths=0.3, zorder=3)  # fmt: skip
     return ax
 
@@ -269,11 +272,11 @@ def plot_level_grids(cfg: SSDConfig, image: Tensor | None = None, levels: Sequen
     canvas = image if image is not None else torch.full((3, size, size), 0.92)
     columns = min(4, len(chosen))
     rows = math.ceil(len(chosen) / columns)
-    fig = _new_figure((3.2 * columns, 3.3 * rows))
+    fig = _new_figure((2.9 * columns, 3.0 * rows))
     for index, level in enumerate(chosen):
         ax = fig.add_subplot(rows, columns, index + 1)
         show_image(ax, canvas)
-        draw_level_grid(ax, cfg, level, color=_color(level))
+        draw_level_grid(ax, cfg, level, color="white", center_color=_color(level))
         end = max(size, cfg.feature_map_sizes[level] * cfg.steps[level])
         ax.set_xlim(0, end)
         ax.set_ylim(end, 0)
@@ -306,7 +309,7 @@ def plot_anchor_coverage(cfg: SSDConfig, *, per_level: bool = True) -> Figure:
     panels.append((f"all {cfg.num_levels} levels ({cfg.num_anchors} anchors)", anchors))
     columns = min(4, len(panels))
     rows = math.ceil(len(panels) / columns)
-    fig = _new_figure((3.4 * columns, 3.0 * rows))
+    fig = _new_figure((3.1 * columns, 2.8 * rows))
     for index, (title, boxes) in enumerate(panels):
         ax = fig.add_subplot(rows, columns, index + 1)
         counts = anchor_coverage(boxes, size)  # [S, S]
@@ -602,6 +605,7 @@ def plot_anchor_values(
 
     Each cell of a level's feature map is coloured with the largest value among its anchors; cells are
     ``step`` pixels wide, so the heatmap lies exactly over the part of the image the cell is centred on.
+    NaN values are left out (a cell whose anchors are all NaN stays transparent).
 
     Args:
         image_chw (Tensor[3, S, S]): the image under the heatmaps.
@@ -630,13 +634,15 @@ def plot_anchor_values(
     for k in chosen:
         fm, per_loc = cfg.feature_map_sizes[k], cfg.anchors_per_location[k]
         level = vals[starts[k]:starts[k] + cfg.anchors_per_level[k]].view(fm, fm, per_loc)  # [i (y), j (x), anchor]
-        grids.append(level.amax(dim=-1))  # [fm, fm]
+        cell_max = level.nan_to_num(nan=-torch.inf).amax(dim=-1)  # [fm, fm]
+        grids.append(torch.where(torch.isinf(cell_max) & (cell_max < 0), torch.nan, cell_max))
         if marked is not None:
             cells = marked[starts[k]:starts[k] + cfg.anchors_per_level[k]].view(fm, fm, per_loc).any(dim=-1)
             i, j = cells.nonzero(as_tuple=True)  # row (y), column (x) of cells with a marked anchor
             step = cfg.steps[k]
             dots.append(((j.float() + 0.5) * step, (i.float() + 0.5) * step))
-    top = float(max(g.max() for g in grids)) if vmax is None else float(vmax)
+    finite = [g[~g.isnan()] for g in grids]
+    top = float(max((f.max() for f in finite if f.numel()), default=1.0)) if vmax is None else float(vmax)
     fig = _new_figure((3.2 * len(chosen) + 0.8, 3.4))
     axes = fig.subplots(1, len(chosen), squeeze=False)[0]
     for n, (k, grid) in enumerate(zip(chosen, grids)):

@@ -173,11 +173,13 @@ def test_kmeans_same_seed_same_answer_and_k1_is_the_mean():
 
 
 def test_kmeans_uses_iou_not_euclidean_distance():
-    # (12, 12) is 8 px from (4, 4) and 18 px from (30, 30) in Euclidean terms, but overlaps (30, 30) better:
-    # centred IoU 144/900 = 0.16 vs 16/144 = 0.11.
-    wh = torch.tensor([[4.0, 4.0], [30.0, 30.0], [12.0, 12.0]])
-    result = kmeans_box_shapes(wh, 2, seed=0)
-    assert result["assignment"].tolist() == [0, 1, 1]
+    # Squares of side 2, 4, …, 64. Euclidean 2-means is best with {2 … 32} and {64} (SSE 595 < 627 for
+    # {2 … 16}, {32, 64}), but with 1 - IoU the 32 px box sits better with 64 (IoU 0.25) than with the
+    # mean 12.4 (IoU 0.15), so every IoU fixed point puts 32 and 64 together.
+    wh = torch.tensor([2.0, 4.0, 8.0, 16.0, 32.0, 64.0])[:, None].repeat(1, 2)
+    for seed in range(4):
+        assignment = kmeans_box_shapes(wh, 2, seed=seed)["assignment"]
+        assert assignment[4] == assignment[5] == 1 and assignment[0] == 0
 
 
 def test_kmeans_with_k_equal_n_puts_one_box_per_cluster():

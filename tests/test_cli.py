@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 import torch
-from torchvision.io import decode_image, write_png
 
 from ssd_tutorial.anchors import format_anchor_table
 from ssd_tutorial.cli import build_parser, main, parse_data_spec
@@ -70,6 +71,15 @@ def test_runtime_errors_are_one_line(tmp_path, capsys):
     assert "bad.pt" in capsys.readouterr().err
     assert main(["train", "--data", f"voc:{tmp_path}", "--epochs", "1", "--out", str(tmp_path / "o")]) == 2
     assert "VOC" in capsys.readouterr().err
+    from ssd_tutorial.checkpoints import save_checkpoint
+    from ssd_tutorial.model import build_ssd
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_ssd(TINY_SHAPES))
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    assert main(["detect", "--checkpoint", str(ckpt), str(junk), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "junk.png" in err
 
 
 def test_train_evaluate_detect_end_to_end(tmp_path, capsys):
@@ -88,12 +98,12 @@ def test_train_evaluate_detect_end_to_end(tmp_path, capsys):
 
     image, _ = ShapesDataset(1, image_size=96, seed=3)[0]  # another size: detect resizes and maps boxes back
     png = tmp_path / "img.png"
-    write_png((image * 255).to(torch.uint8), str(png))
+    PIL.Image.fromarray((image * 255).to(torch.uint8).permute(1, 2, 0).numpy()).save(png)
     det_dir = tmp_path / "det"
     assert main(["detect", "--checkpoint", str(out / "last.pt"), str(png), "--out", str(det_dir),
                  "--score-threshold", "0.0", "--device", "cpu"]) == 0  # fmt: skip
-    drawn = decode_image(str(det_dir / "img.png"))
-    assert drawn.shape == (3, 96, 96)
+    drawn = np.asarray(PIL.Image.open(det_dir / "img.png"))
+    assert drawn.shape == (96, 96, 3)
     report = json.loads((det_dir / "detections.json").read_text())
     assert report[0]["image"] == str(png) and (report[0]["width"], report[0]["height"]) == (96, 96)
     for d in report[0]["detections"]:

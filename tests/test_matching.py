@@ -10,7 +10,7 @@ from torchvision.ops import box_iou
 from ssd_tutorial.anchors import default_boxes
 from ssd_tutorial.boxes import cxcywh_to_xyxy, decode_boxes, xyxy_to_cxcywh
 from ssd_tutorial.config import SSD300_VOC, TINY_SHAPES, SSDConfig
-from ssd_tutorial.matching import _pairwise_iou, _ranked_candidates, encode_targets, match_anchors
+from ssd_tutorial.matching import _iou_maxima, _pairwise_iou, _ranked_candidates, encode_targets, match_anchors
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -392,3 +392,19 @@ def test_ranked_candidates_equal_a_stable_sort(seed):
     expected_values, expected_index = iou.sort(dim=-1, descending=True, stable=True)
     assert torch.equal(values, expected_values[..., :6])
     assert torch.equal(index, expected_index[..., :6])
+
+
+@pytest.mark.parametrize("block", [1, 7, 100, 372, 1000])
+def test_iou_maxima_in_blocks_equal_the_whole_tensor(small_anchors_xyxy, block):
+    # Grid boxes: a box's best IoU is often shared by anchors in different blocks; the lowest index wins.
+    g = torch.Generator().manual_seed(block)
+    boxes = torch.stack([random_boxes(g, 6, "grid"), random_boxes(g, 6, "uniform")])  # [2, 6, 4]
+    iou = box_iou(boxes.view(-1, 4), small_anchors_xyxy).view(2, 6, -1)  # [2, 6, A]
+    anchor_best, box_best, box_best_anchor = _iou_maxima(boxes, small_anchors_xyxy, block=block)
+    assert torch.equal(anchor_best, iou.amax(dim=1))
+    assert torch.equal(box_best, iou.amax(dim=2))
+    assert torch.equal(box_best_anchor, iou.argmax(dim=2))
+
+
+def test_no_anchors():
+    assert match_anchors(torch.tensor([[0.0, 0.0, 5.0, 5.0]]), torch.zeros(0, 4), 0.5).shape == (0,)

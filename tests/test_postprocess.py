@@ -168,3 +168,19 @@ def test_bad_inputs():
         decode_detections(loc_preds, cls_logits, anchors[:-1], cfg)
     with pytest.raises(TypeError, match="loc_preds must be a torch.Tensor"):
         decode_detections(loc_preds.tolist(), cls_logits, anchors, cfg)
+
+
+def test_grouped_nms_cpu_path_equals_batched_nms():
+    from torchvision.ops import batched_nms
+
+    from ssd_tutorial.postprocess import _grouped_nms
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(3000, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + 5 + torch.rand(3000, 2, generator=g) * 30], dim=1)
+    scores = torch.rand(3000, generator=g)
+    groups = torch.randint(0, 60, (3000,), generator=g).sort().values  # contiguous groups, as in decode
+    keep = _grouped_nms(boxes, scores, groups, 0.45)
+    assert torch.equal(keep, batched_nms(boxes, scores, groups, 0.45))
+    assert len(keep) < 3000
+    assert _grouped_nms(boxes[:0], scores[:0], groups[:0], 0.45).shape == (0,)

@@ -13,6 +13,15 @@ from ssd_tutorial.config import SHAPES_CLASSES, TINY_SHAPES
 from ssd_tutorial.data import ShapesDataset, collate_detection, train_transforms
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small images: intra-op threads only add overhead (and contention on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     """Bounding box (xyxy, pixel edges) of each [S, S] mask, computed independently of the dataset."""
     boxes = []

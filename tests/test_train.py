@@ -62,8 +62,8 @@ def test_lr_factor_cosine_and_constant():
 
 def test_fit_steps_the_lr_per_iteration():
     model = _model()
-    history = fit(model, _loader(8), epochs=2, optimizer="sgd", lr=0.1, warmup_iters=0, schedule="step",
-                  step_size=1, gamma=0.5, progress=False)  # fmt: skip
+    history = fit(model, _loader(8), epochs=2, max_iters=1, optimizer="sgd", lr=0.1, warmup_iters=0,
+                  schedule="step", step_size=1, gamma=0.5, progress=False)  # fmt: skip
     assert [h["lr"] for h in history] == pytest.approx([0.05, 0.025])  # x0.5 after epochs 1 and 2
 
 
@@ -202,8 +202,8 @@ def test_shipped_tiny_shapes_checkpoint():
 
 def test_fit_writes_history_and_checkpoints(tmp_path):
     lines: list[str] = []
-    history = fit(_model(), _loader(8), epochs=2, val_loader=_loader(4, shuffle=False, seed=1), out_dir=tmp_path,
-                  log_fn=lines.append, seed=0, **FAST)  # fmt: skip
+    history = fit(_model(), _loader(8), epochs=2, max_iters=1, val_loader=_loader(4, shuffle=False, seed=1),
+                  out_dir=tmp_path, log_fn=lines.append, seed=0, **FAST)  # fmt: skip
     assert [h["epoch"] for h in history] == [1, 2]
     for h in history:
         assert set(h) == {"epoch", "loss", "loss_loc", "loss_cls", "lr", "images_per_s", "map"}
@@ -364,6 +364,9 @@ def test_clearml_offline(monkeypatch, tmp_path):
     from clearml import Task
 
     Task.set_offline(True)
-    fit(_model(), _loader(4), epochs=1, clearml="ssd_tutorial_test", out_dir=tmp_path / "run", **FAST)
+    try:
+        fit(_model(), _loader(4), epochs=1, clearml="ssd_tutorial_test", out_dir=tmp_path / "run", **FAST)
+    finally:
+        Task.set_offline(False)
     sessions = list((tmp_path / "cache").rglob("*.zip")) + list((tmp_path / "cache").rglob("metrics.jsonl"))
     assert sessions, f"no offline ClearML session under {tmp_path / 'cache'}"

@@ -21,6 +21,16 @@ from ssd_tutorial.data.transforms import (
     to_tv_tensors,
 )
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small images: intra-op threads only add overhead (and contention on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 BLACK_MEAN = TINY_SHAPES.replace(mean=(0.0, 0.0, 0.0))  # zoom-out fills with black: the rectangle stays brightest
 
 

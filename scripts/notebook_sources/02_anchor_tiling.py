@@ -37,6 +37,9 @@ CELLS = [
     """, "parameters"),
     code(r"""
     %matplotlib inline
+    # JPEG instead of PNG keeps this notebook small: the noisy shapes images hardly compress as PNG.
+    %config InlineBackend.figure_formats = ["jpeg"]
+    %config InlineBackend.print_figure_kwargs = {"bbox_inches": "tight", "pil_kwargs": {"quality": 85}}
     import math
 
     import matplotlib.pyplot as plt

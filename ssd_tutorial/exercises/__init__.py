@@ -91,7 +91,9 @@ def check(name: str, answer: Any) -> bool:
     """Check ``answer`` for exercise ``name``; print a pass line or what is wrong; return whether it passed.
 
     Never raises at the learner: an unknown name, a wrong type or an answer (function) that raises
-    becomes a message.
+    becomes a message. The one exception is NotImplementedError (the placeholder that ``make student``
+    puts where a solution was): it is raised again, without the checker's frames, so "Run All" stops at
+    the first exercise still to write.
 
     Introduced in: 01_constants.ipynb
     """
@@ -100,6 +102,8 @@ def check(name: str, answer: Any) -> bool:
         return False
     try:
         problem = exercise.checker(answer)
+    except NotImplementedError as error:  # a student notebook's placeholder (make student): stop "Run All" here
+        raise NotImplementedError(str(error) or f"{name}: write your answer first") from None
     except Exception as error:  # the learner's function raised, or an answer we could not read
         problem = f"checking your answer raised {type(error).__name__}: {error}"
     if problem is None:

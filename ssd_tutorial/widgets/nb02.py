@@ -435,7 +435,7 @@ def anchor_explorer_widget(preset: str = "ssd512_voc", level: int = 0, row: int 
         "ratios": widgets.Text(_ratios_text(cfg.aspect_ratios[level]), description="ratios",
                                continuous_update=False, placeholder="e.g. 2, 3 (Enter to apply)",
                                style=style),  # fmt: skip
-        "scale": widgets.FloatSlider(1.0, min=0.02, max=3.0, step=0.02, description="box scale",
+        "scale": widgets.FloatSlider(1.0, min=0.01, max=3.0, step=0.01, description="box scale",
                                      continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
     }
     out = widgets.Output()

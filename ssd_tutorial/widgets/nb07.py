@@ -87,7 +87,7 @@ def threshold_numbers(detections: Sequence[dict[str, Tensor]], targets: Sequence
 
 def threshold_view(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, targets: Sequence[dict[str, Tensor]],
                    cfg: SSDConfig, *, anchors_cxcywh: Tensor | None = None, score_threshold: float = 0.5,
-                   nms_threshold: float = 0.45, shown: Sequence[int] = (0, 1, 2, 3),
+                   nms_threshold: float = 0.45, shown: Sequence[int] | None = None,
                    iou_threshold: float = 0.5) -> tuple[Figure, dict[str, float]]:  # fmt: skip
     """Detections at the given thresholds drawn on a few images, and the numbers over all B images.
 
@@ -96,7 +96,7 @@ def threshold_view(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, target
         loc_preds, cls_logits: Tensor[B, A, 4], Tensor[B, A, C], the heads' outputs for ``images``.
         targets: B dicts ``{"boxes": Tensor[M, 4] xyxy px, "labels": Tensor[M]}``.
         cfg: the model's config; anchors_cxcywh default ``default_boxes(cfg)``.
-        shown: indices of the images to draw.
+        shown: indices of the images to draw; default the first four.
 
     Returns:
         ``(figure, numbers)`` with numbers from :func:`threshold_numbers` plus both thresholds.
@@ -113,10 +113,10 @@ def threshold_view(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, target
     if len(targets) != B or images.shape[0] != B:
         raise ValueError(f"images, head outputs and targets must cover the same images: got {images.shape[0]} "
                          f"images, {B} outputs, {len(targets)} targets")  # fmt: skip
-    picks = list(shown)
+    picks = list(range(min(4, B))) if shown is None else list(shown)
     bad = [i for i in picks if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < B]
     if not picks or bad:
-        raise ValueError(f"shown must list image indices in [0, {B - 1}], got {list(shown)}")
+        raise ValueError(f"shown must list image indices in [0, {B - 1}], got {picks}")
     anchors = default_boxes(cfg).to(loc_preds.device) if anchors_cxcywh is None else anchors_cxcywh
     detections = threshold_detections(loc_preds, cls_logits, anchors, cfg, score_threshold=score_threshold,
                                       nms_threshold=nms_threshold)  # fmt: skip
@@ -152,7 +152,7 @@ def numbers_to_html(numbers: dict[str, float]) -> str:
 
 def threshold_widget(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, targets: Sequence[dict[str, Tensor]],
                      cfg: SSDConfig, *, anchors_cxcywh: Tensor | None = None,
-                     shown: Sequence[int] = (0, 1, 2, 3)) -> Any:  # fmt: skip
+                     shown: Sequence[int] | None = None) -> Any:  # fmt: skip
     """Score- and NMS-threshold sliders over :func:`threshold_view` (no model call: the head outputs are given).
 
     Returns an ``ipywidgets.VBox`` (CSS class ``ssd-threshold-widget``) with ``.controls`` (``"score"``,

@@ -22,7 +22,7 @@ from .nb02 import parse_aspect_ratios, rows_to_html
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["coverage_config", "coverage_view", "coverage_widget"]
+__all__ = ["ratios_text", "coverage_config", "coverage_view", "coverage_widget"]
 
 WIDGET_CLASS = "ssd-coverage-widget"
 TABLE_CLASS = "ssd-coverage-table"
@@ -33,12 +33,39 @@ COVERAGE_COLUMNS = (("level", "level", ""), ("feature_map", "map", ""), ("step",
                     ("best_share", "best anchor here (and covered)", ".3f"))  # fmt: skip
 
 
-def coverage_config(cfg: SSDConfig, *, size_scale: float = 1.0,
-                    aspect_ratios: str | Sequence[float] | None = None) -> SSDConfig:  # fmt: skip
-    """``cfg`` with every box size times ``size_scale`` and, unless ``None``, the same aspect ratios on every level.
+def ratios_text(cfg: SSDConfig) -> str:
+    """The aspect ratios of every level as text, levels separated by ``|``: ``"2 | 2, 3 | 2, 3 | 2 | 2"``.
 
-    ``aspect_ratios`` is text like ``"2, 3"`` or a sequence of numbers; ``""`` or ``()`` leaves only the two
-    squares. Raises ValueError for a scale <= 0 or a ratio <= 0 (the message says which).
+    Introduced in: 08_your_own_dataset.ipynb
+    """
+    return " | ".join(", ".join(f"{r:g}" for r in ratios) for ratios in cfg.aspect_ratios)
+
+
+def _per_level_ratios(aspect_ratios: str | Sequence[Any], num_levels: int) -> tuple[tuple[float, ...], ...]:
+    if isinstance(aspect_ratios, str):
+        groups = aspect_ratios.split("|")
+        if len(groups) == 1:
+            return tuple(parse_aspect_ratios(groups[0]) for _ in range(num_levels))
+        if len(groups) != num_levels:
+            raise ValueError(f"give one set of aspect ratios for all levels, or {num_levels} sets separated by '|' "
+                             f"(one per level); got {len(groups)} sets in {aspect_ratios!r}")  # fmt: skip
+        return tuple(parse_aspect_ratios(g) for g in groups)
+    items = list(aspect_ratios)
+    if items and all(isinstance(i, Sequence) and not isinstance(i, str) for i in items):
+        if len(items) != num_levels:
+            raise ValueError(f"per-level aspect ratios need {num_levels} entries, got {len(items)}")
+        return tuple(parse_aspect_ratios(i) for i in items)
+    return tuple(parse_aspect_ratios(items) for _ in range(num_levels))
+
+
+def coverage_config(cfg: SSDConfig, *, size_scale: float = 1.0,
+                    aspect_ratios: str | Sequence[Any] | None = None) -> SSDConfig:  # fmt: skip
+    """``cfg`` with every box size times ``size_scale`` and, unless ``None``, new aspect ratios.
+
+    ``aspect_ratios``: one set for every level (text ``"2, 3"`` or numbers ``[2, 3]``; ``""`` or ``()``
+    leaves only the two squares), or one set per level (text separated by ``|`` as :func:`ratios_text`
+    writes it, or a sequence of sequences). Raises ValueError for a scale <= 0, a ratio <= 0, text that is
+    not a number, or a wrong number of per-level sets (the message says which).
 
     Introduced in: 08_your_own_dataset.ipynb
     """
@@ -51,8 +78,9 @@ def coverage_config(cfg: SSDConfig, *, size_scale: float = 1.0,
     if size_scale != 1.0:
         changes["box_sizes"] = tuple(round(s * size_scale, 6) for s in cfg.box_sizes)
     if aspect_ratios is not None:
-        ratios = parse_aspect_ratios(aspect_ratios)
-        changes["aspect_ratios"] = tuple(ratios for _ in range(cfg.num_levels))
+        ratios = _per_level_ratios(aspect_ratios, cfg.num_levels)
+        if ratios != cfg.aspect_ratios:
+            changes["aspect_ratios"] = ratios
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -63,7 +91,7 @@ def _anchor_shapes(cfg: SSDConfig) -> Tensor:
 
 
 def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0,
-                  aspect_ratios: str | Sequence[float] | None = None,
+                  aspect_ratios: str | Sequence[Any] | None = None,
                   iou_threshold: float = 0.5) -> tuple[Figure, list[dict]]:  # fmt: skip
     """Anchor coverage of a box sample under an edited config: bars per level, and the boxes among the anchor shapes.
 
@@ -110,7 +138,7 @@ def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0
                    fontsize=9)  # fmt: skip
     wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]  # [M, 2]
     draw_box_shapes(scatter, wh, _anchor_shapes(edited), covered=cov["best_iou"] >= iou_threshold)
-    fig.suptitle(f"box sizes x {size_scale:g}, aspect ratios {edited.aspect_ratios[0] or '(squares only)'}",
+    fig.suptitle(f"{edited.name}: box sizes x {size_scale:g}, aspect ratios per level {ratios_text(edited)}",
                  fontsize=10)  # fmt: skip
     return fig, rows
 
@@ -120,7 +148,9 @@ def coverage_widget(boxes_xyxy: Tensor, cfg: SSDConfig) -> Any:
 
     Returns an ``ipywidgets.VBox`` (CSS class ``ssd-coverage-widget``, table ``ssd-coverage-table``) with
     ``.controls`` (``"scale"``, ``"ratios"``, ``"iou"``) and ``.state`` (last ``figure``, ``rows``, ``error``).
-    A bad setting (a ratio <= 0, text that is not a number) shows a message inside the widget.
+    The ratio box takes one set for all levels (``2, 3``) or one per level separated by ``|`` (it starts with
+    the preset's, :func:`ratios_text`). A bad setting (a ratio <= 0, text that is not a number, a wrong
+    number of levels) shows a message inside the widget.
 
     Introduced in: 08_your_own_dataset.ipynb
     """
@@ -128,12 +158,12 @@ def coverage_widget(boxes_xyxy: Tensor, cfg: SSDConfig) -> Any:
     from IPython.display import HTML, display
 
     style = {"description_width": "110px"}
-    first = ", ".join(f"{r:g}" for r in cfg.aspect_ratios[0])
     controls = {
         "scale": widgets.FloatLogSlider(value=1.0, base=2, min=-2, max=2, step=0.25, description="box sizes x",
                                         continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
-        "ratios": widgets.Text(first, description="aspect ratios", continuous_update=False,
-                               placeholder="e.g. 2, 3 (empty: squares only; Enter to apply)", style=style),  # fmt: skip
+        "ratios": widgets.Text(ratios_text(cfg), description="aspect ratios", continuous_update=False,
+                               placeholder="'2, 3' for every level, or per level '2 | 2, 3 | …'; empty: squares",
+                               layout=widgets.Layout(width="460px"), style=style),  # fmt: skip
         "iou": widgets.FloatSlider(value=cfg.iou_threshold, min=0.3, max=0.9, step=0.05, description="IoU threshold",
                                    continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
     }

@@ -1,0 +1,238 @@
+"""Drive JupyterLab in headless Chromium for tests/test_browser.py: start a server, open a notebook, run it, read it.
+
+Chromium is Debian's ``/usr/bin/chromium`` (installed by ``.ci/run``; Playwright downloads no browser here) and
+is driven with the ``playwright`` package. The server serves a temporary folder, listens on 127.0.0.1 only and
+requires a random token; its settings (no news pop-up, every cell rendered) live in a temporary folder too, so
+the user's JupyterLab settings are neither read nor changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from notebook_harness import ci_parameters, kernel_environ, parameters_cells
+from test_lab import free_port, get_json
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+START_TIMEOUT = 60.0
+# Lab settings for the test server: no "fetch news?" notification over the page, every cell in the DOM.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                       "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+STDERR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+ERROR_TEXT = re.compile(r"Traceback|^\w*(Error|Exception)\b", re.MULTILINE)
+
+
+def in_ci() -> bool:
+    """True on CI (environment variable CI set to true/1/yes), where a missing browser is a failure, not a skip."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def with_ci_parameters(src: Path, dst: Path) -> Path:
+    """Copy notebook ``src`` to ``dst`` with its CI parameters appended to the ``parameters`` cell (as
+    notebook_harness.nbval_copy does), so a browser run stays short."""
+    nb = nbformat.read(str(src), as_version=4)
+    overrides = ci_parameters(nb)
+    if overrides:
+        (index,) = parameters_cells(nb)
+        cell = nb.cells[index]
+        lines = [f"{name} = {value!r}" for name, value in overrides.items()]
+        cell.source = cell.source.rstrip() + "\n# CI parameters (tests/browser_helpers.py)\n" + "\n".join(lines)
+    nbformat.write(nb, str(dst))
+    return dst
+
+
+@dataclass
+class LabServer:
+    base: str
+    token: str
+    root: Path
+    log: Path
+
+    def url(self, notebook: str) -> str:
+        return f"{self.base}/lab/tree/{notebook}?token={self.token}"
+
+    def api(self, path: str) -> Any:
+        return get_json(f"{self.base}/api/{path}", self.token)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@contextlib.contextmanager
+def lab_server(root: Path, work: Path) -> Iterator[LabServer]:
+    """``jupyter lab`` serving ``root`` on a free loopback port with a random token; stopped on exit.
+
+    Kernels are the .venv's ``python3`` (notebook_harness.kernel_environ); config, runtime, settings and
+    workspaces live under ``work``.
+    """
+    settings = work / "lab-settings"
+    for name, values in LAB_SETTINGS.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    port, token = free_port(), secrets.token_hex(16)
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.token={token}",
+               f"--ServerApp.root_dir={root}"]  # fmt: skip
+    env = dict(kernel_environ(), JUPYTER_RUNTIME_DIR=str(work / "runtime"), JUPYTER_CONFIG_DIR=str(work / "config"),
+               JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"))  # fmt: skip
+    log = work / "lab.log"
+    server = LabServer(f"http://127.0.0.1:{port}", token, root, log)
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"jupyter lab exited with {process.returncode}:\n{server.log_tail()}")
+                try:
+                    server.api("status")
+                    break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"jupyter lab did not answer in {START_TIMEOUT} s:\n"
+                                           f"{server.log_tail()}") from None  # fmt: skip
+                    time.sleep(0.3)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=20)
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium, headless, through Playwright (no Playwright browser download)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def open_notebook(page: Any, server: LabServer, name: str, timeout_s: float = 60.0) -> None:
+    """Open ``name`` in JupyterLab and wait until its kernel is idle and its cells are shown."""
+    page.goto(server.url(name), timeout=timeout_s * 1000)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=timeout_s * 1000)
+    wait_for_kernel(server, name, timeout_s)
+
+
+def _kernel_states(server: LabServer, name: str) -> list[str]:
+    states = []
+    for session in server.api("sessions"):
+        if session.get("path", "").endswith(name) and session.get("kernel"):
+            states.append(session["kernel"].get("execution_state", ""))
+    return states
+
+
+def wait_for_kernel(server: LabServer, name: str, timeout_s: float) -> None:
+    """Wait until the notebook's kernel exists and reports ``idle`` (REST API)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = _kernel_states(server, name)
+        if states and all(s == "idle" for s in states):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the kernel of {name} is not idle after {timeout_s} s (states {states})")
+        time.sleep(0.3)
+
+
+def click_menu(page: Any, menu: str, item: str) -> None:
+    """Click ``item`` in the main menu ``menu`` (``"Run"`` → ``"Run All Cells"``)."""
+    page.locator("#jp-MainMenu .lm-MenuBar-item", has=page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(
+        rf"^{re.escape(menu)}$"))).click()  # fmt: skip
+    entry = page.locator(".lm-Menu-item", has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(
+        rf"^{re.escape(item)}$")))  # fmt: skip
+    entry.first.click()
+
+
+def input_prompts(page: Any) -> list[str]:
+    """The text of every code cell's input prompt of the current notebook, e.g. ``"[3]:"``, ``"[*]:"``, ``"[ ]:"``."""
+    return [" ".join(t.split()) for t in page.locator(".jp-NotebookPanel:visible .jp-CodeCell .jp-InputPrompt")
+            .all_inner_texts()]  # fmt: skip
+
+
+def run_all_and_wait(page: Any, server: LabServer, name: str, timeout_s: float) -> list[str]:
+    """Run > Run All Cells, then wait until no cell is queued or running and the kernel is idle.
+
+    Returns the input prompts at the end (``"[n]:"`` for each cell that ran).
+    """
+    click_menu(page, "Run", "Run All Cells")
+    deadline = time.monotonic() + timeout_s
+    idle_since = None
+    while True:
+        prompts = input_prompts(page)
+        busy = any("*" in p for p in prompts) or any(s != "idle" for s in _kernel_states(server, name))
+        now = time.monotonic()
+        if busy:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since > 1.0:  # idle for a second: the queue is empty, not between two cells
+            return prompts
+        if now > deadline:
+            raise TimeoutError(f"{name} still running after {timeout_s} s; prompts {prompts}")
+        time.sleep(0.25)
+
+
+def error_outputs(page: Any) -> list[str]:
+    """Text of every output of the open notebook that shows an error (a traceback or ``SomeError: …``)."""
+    texts = page.locator(f".jp-NotebookPanel:visible {STDERR_OUTPUT}").all_inner_texts()
+    return [t for t in texts if ERROR_TEXT.search(t)]
+
+
+def table_rows(locator: Any) -> list[list[str]]:
+    """Cell texts of each body row of the HTML table at ``locator``."""
+    rows = []
+    for row in locator.locator("tbody tr").all():
+        rows.append([c.strip() for c in row.locator("td, th").all_inner_texts()])
+    return rows
+
+
+def slider_handle(widget: Any, label: str) -> Any:
+    """The draggable handle of the ipywidgets slider described ``label`` inside ``widget``."""
+    slider = widget.locator(".widget-slider", has=widget.page.locator(".widget-label", has_text=re.compile(
+        rf"^{re.escape(label)}$")))  # fmt: skip
+    return slider.locator(".noUi-handle").first
+
+
+def slider_readout(widget: Any, label: str) -> str:
+    slider = widget.locator(".widget-slider", has=widget.page.locator(".widget-label", has_text=re.compile(
+        rf"^{re.escape(label)}$")))  # fmt: skip
+    return slider.locator(".widget-readout").first.inner_text().strip()
+
+
+def press_on_slider(widget: Any, label: str, key: str = "ArrowRight") -> None:
+    """Focus the slider's handle and press ``key`` (continuous_update=False sliders fire on the key's change)."""
+    handle = slider_handle(widget, label)
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    handle.press(key)
+
+
+def wait_until_changed(read: Any, before: Any, timeout_s: float, what: str) -> Any:
+    """Poll ``read()`` until it differs from ``before``; return the new value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = read()
+        if now != before and now is not None:
+            return now
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not change within {timeout_s} s")
+        time.sleep(0.2)

@@ -1,0 +1,218 @@
+"""The widgets work in a real browser: JupyterLab in headless Chromium runs 02 (and 07) and a slider redraws.
+
+Marker ``browser`` (``make test`` and CI run it). Needs Debian's ``chromium`` at /usr/bin/chromium and the
+``playwright`` package: without them the test is skipped with the reason, except on CI (``CI=true``) where it
+fails. A temporary copy of notebooks/ is served, with each notebook's CI parameters appended to its parameters
+cell (a full run of 02 alone takes most of the 90 s budget). Screenshots go to a temporary folder that is
+deleted when the test passes and kept (its path printed) when it fails or SSD_BROWSER_KEEP_SCREENSHOTS is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    CHROMIUM,
+    error_outputs,
+    in_ci,
+    lab_server,
+    launch_chromium,
+    open_notebook,
+    press_on_slider,
+    run_all_and_wait,
+    slider_readout,
+    table_rows,
+    wait_until_changed,
+    with_ci_parameters,
+)
+from notebook_harness import NOTEBOOK_DIR
+
+pytestmark = pytest.mark.browser
+
+NB02 = "02_anchor_tiling.ipynb"
+NB07 = "07_evaluation_and_inference.ipynb"
+RUN_TIMEOUT_S = 60.0  # one notebook at CI parameters (≤ 20 s of compute on 2 cores, plus the kernel start)
+REDRAW_TIMEOUT_S = 20.0
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def _sync_playwright() -> Callable:
+    """playwright.sync_api.sync_playwright, or skip (fail on CI) naming what is missing."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (Debian package `chromium`: apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+        missing.append("the Python package `playwright` (pip install playwright; no browser download needed)")
+    if missing:
+        message = "browser test needs " + " and ".join(missing)
+        if in_ci():
+            pytest.fail(f"{message}; on CI (CI=true) it must run: install it in .ci/run")
+        pytest.skip(message)
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    sync_playwright = _sync_playwright()
+    root = tmp_path_factory.mktemp("lab_root")
+    for path in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
+        with_ci_parameters(path, root / path.name)
+    with lab_server(root, tmp_path_factory.mktemp("lab_work")) as server:
+        yield server, sync_playwright
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    _, sync_playwright = lab
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@contextlib.contextmanager
+def screenshots(page, name: str) -> Iterator[Callable[[str], Path]]:
+    """``shot(label)`` saves a full-page PNG; the folder is removed on success and kept (path printed) on failure."""
+    folder = Path(tempfile.mkdtemp(prefix=f"ssd_browser_{Path(name).stem}_"))
+    count = 0
+
+    def shot(label: str) -> Path:
+        nonlocal count
+        count += 1
+        path = folder / f"{count:02d}_{label}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    try:
+        yield shot
+    except BaseException:
+        with contextlib.suppress(Exception):
+            shot("failure")
+        print(f"\nbrowser screenshots of {name} kept in {folder}")
+        raise
+    if os.environ.get("SSD_BROWSER_KEEP_SCREENSHOTS"):
+        print(f"\nbrowser screenshots of {name} in {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def _run_notebook(page, server, name: str, shot: Callable[[str], Path]) -> None:
+    """Open ``name``, Run All Cells, and check every code cell ran and none shows an error."""
+    open_notebook(page, server, name)
+    prompts = run_all_and_wait(page, server, name, RUN_TIMEOUT_S)
+    shot("after_run_all")
+    errors = error_outputs(page)
+    assert errors == [], f"{name}: cells show errors in JupyterLab:\n" + "\n---\n".join(e[-1500:] for e in errors)
+    not_run = [i for i, p in enumerate(prompts) if not re.fullmatch(r"\[\d+\]:", p)]
+    assert prompts and not not_run, f"{name}: code cells {not_run} did not run (prompts {prompts})"
+
+
+def _image_src(output) -> str | None:
+    images = output.locator("img")
+    return images.first.get_attribute("src") if images.count() else None
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def test_anchor_explorer_redraws_when_a_slider_moves(lab, page):
+    from ssd_tutorial.widgets import anchor_explorer_view
+
+    server, _ = lab
+    with screenshots(page, NB02) as shot:
+        _run_notebook(page, server, NB02, shot)
+
+        output = page.locator(".ssd-anchor-explorer")
+        assert output.count() == 1, f"expected one anchor explorer (.ssd-anchor-explorer), found {output.count()}"
+        explorer = page.locator(".widget-vbox", has=output)
+        output.scroll_into_view_if_needed()
+        output.locator("img").first.wait_for(timeout=REDRAW_TIMEOUT_S * 1000)
+        table = output.locator(".ssd-anchor-table")
+        assert table.count() == 1, "the explorer shows no table (.ssd-anchor-table)"
+        level, row, col = (int(slider_readout(explorer, label)) for label in ("level", "row i (y)", "col j (x)"))
+        src_before, rows_before = _image_src(output), table_rows(table)
+        picture_before = output.locator("img").first.screenshot()
+        shot("explorer_before")
+
+        press_on_slider(explorer, "col j (x)", "ArrowRight")
+        src_after = wait_until_changed(lambda: _image_src(output), src_before, REDRAW_TIMEOUT_S, "the explorer figure")
+        rows_after = wait_until_changed(lambda: table_rows(table), rows_before, REDRAW_TIMEOUT_S, "the table")
+        shot("explorer_after")
+
+        assert slider_readout(explorer, "col j (x)") == str(col + 1)
+        assert src_after != src_before and output.locator("img").first.screenshot() != picture_before
+        # One cell to the right: same anchor shapes, flat indices one location (k anchors) further, centre one step.
+        _, expected = anchor_explorer_view("ssd512_voc", level, row, col + 1)
+        per_location = len(expected)
+        assert len(rows_before) == len(rows_after) == per_location, (rows_before, rows_after)
+        for before, after, want in zip(rows_before, rows_after, expected):
+            k, index, shape, w, h, iou, _ = after
+            assert (int(k), int(index), shape) == (want["k"], want["index"], want["shape"]), (after, want)
+            assert int(index) == int(before[1]) + per_location
+            assert (w, h) == (f"{want['w']:.1f}", f"{want['h']:.1f}") == (before[3], before[4])
+        assert [r[5] for r in rows_after] != [r[5] for r in rows_before], "the IoU column did not change"
+        caption = table.locator("caption").inner_text()
+        assert f"col {col + 1})" in caption and f"centre ({expected[0]['cx']:.1f}, {expected[0]['cy']:.1f})" in caption
+
+
+def test_threshold_widget_redraws_when_a_slider_moves(lab, page):
+    if not (NOTEBOOK_DIR / NB07).exists():
+        pytest.skip(f"notebooks/{NB07} does not exist yet")
+    server, _ = lab
+    with screenshots(page, NB07) as shot:
+        _run_notebook(page, server, NB07, shot)
+
+        widget = page.locator(".ssd-threshold-widget")
+        assert widget.count() == 1, f"expected one threshold widget (.ssd-threshold-widget), found {widget.count()}"
+        widget.scroll_into_view_if_needed()
+        widget.locator("img").first.wait_for(timeout=REDRAW_TIMEOUT_S * 1000)
+        numbers = widget.locator("table.ssd-threshold-numbers")
+        assert numbers.count() == 1, "the threshold widget shows no numbers (table.ssd-threshold-numbers)"
+
+        def read_numbers() -> dict[str, str]:
+            return {row[0]: row[1] for row in table_rows(numbers) if len(row) == 2}
+
+        score = float(slider_readout(widget, "score threshold"))
+        src_before, numbers_before = _image_src(widget), read_numbers()
+        picture_before = widget.locator("img").first.screenshot()
+        shot("threshold_before")
+
+        press_on_slider(widget, "score threshold", "ArrowRight")
+        src_after = wait_until_changed(lambda: _image_src(widget), src_before, REDRAW_TIMEOUT_S, "the detections")
+        numbers_after = wait_until_changed(read_numbers, numbers_before, REDRAW_TIMEOUT_S, "the numbers")
+        shot("threshold_after")
+
+        assert src_after != src_before and widget.locator("img").first.screenshot() != picture_before
+        new_score = float(slider_readout(widget, "score threshold"))
+        assert new_score == pytest.approx(score + 0.05)
+        assert float(numbers_after["score threshold"]) == pytest.approx(new_score)
+        # A higher score threshold keeps a subset of the detections (NMS only lets a box suppress lower ones).
+        assert _number(numbers_after["detections / image"]) <= _number(numbers_before["detections / image"])
+        recall_before = _number(numbers_before["recall"].split()[0])
+        assert _number(numbers_after["recall"].split()[0]) <= recall_before
+        tp_fp_before = [int(v) for v in numbers_before["true / false positives"].split("/")]
+        tp_fp_after = [int(v) for v in numbers_after["true / false positives"].split("/")]
+        assert all(a <= b for a, b in zip(tp_fp_after, tp_fp_before)), (tp_fp_before, tp_fp_after)

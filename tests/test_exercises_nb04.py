@@ -1,0 +1,84 @@
+"""Tests for the exercises of 04_forward_pass.ipynb: right answers pass, wrong ones get a message that teaches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ssd_tutorial import exercises
+from ssd_tutorial.boxes import decode_boxes, encode_boxes, xyxy_to_cxcywh
+
+RIGHT = [1.25, -0.625, math.log(1.5) / 0.2, 0.0]  # box (44, 52, 48, 64) against anchor (40, 56, 32, 64)
+
+
+def _fails(name, answer, capsys):
+    assert exercises.check(name, answer) is False
+    return capsys.readouterr().out
+
+
+def test_exercises_are_registered_with_hint_and_solution():
+    for name in ("04_encode_box", "04_decode_boxes"):
+        exercise = exercises.get_exercise(name)
+        assert exercise is not None and exercise.question and exercise.hint and exercise.solution
+
+
+def test_encode_box_hand_worked_value_is_the_package_value():
+    box = xyxy_to_cxcywh(torch.tensor([20.0, 20.0, 68.0, 84.0]))
+    assert box.tolist() == [44.0, 52.0, 48.0, 64.0]
+    torch.testing.assert_close(encode_boxes(box, torch.tensor([40.0, 56.0, 32.0, 64.0])), torch.tensor(RIGHT))
+
+
+@pytest.mark.parametrize("answer", [RIGHT, tuple(RIGHT), torch.tensor(RIGHT), np.array(RIGHT),
+                                    [1.25, -0.625, 2.0273, 0.0]])  # fmt: skip
+def test_encode_box_right(answer, capsys):
+    assert exercises.check("04_encode_box", answer) is True
+
+
+def test_encode_box_wrong(capsys):
+    out = _fails("04_encode_box", [0.125, -0.0625, math.log(1.5), 0.0], capsys)
+    assert "element [0]" in out and "1.25" in out and "variances" in out
+    as_if_cxcywh = [(20 - 40) / 3.2, (20 - 56) / 6.4, math.log(68 / 32) / 0.2, math.log(84 / 64) / 0.2]
+    out = _fails("04_encode_box", as_if_cxcywh, capsys)
+    assert "convert it to (cx, cy, w, h) first" in out
+    out = _fails("04_encode_box", [1.25, -0.625, 1.5 / 0.2, 1 / 0.2], capsys)
+    assert "element [2]" in out and "natural log" in out
+    out = _fails("04_encode_box", RIGHT[:3], capsys)
+    assert "4 values" in out
+
+
+def _decode(deltas, anchors, variances=(0.1, 0.2)):
+    v0, v1 = variances
+    centre = anchors[:, :2] + deltas[:, :2] * v0 * anchors[:, 2:]
+    size = anchors[:, 2:] * torch.exp(deltas[:, 2:] * v1)
+    return torch.cat([centre, size], dim=1)
+
+
+def test_decode_boxes_right(capsys):
+    assert exercises.check("04_decode_boxes", _decode) is True
+    assert exercises.check("04_decode_boxes", decode_boxes) is True
+
+
+def test_decode_boxes_wrong(capsys):
+    out = _fails("04_decode_boxes", lambda d, a, v=(0.1, 0.2): _decode(d, a), capsys)
+    assert "variances=(0.2, 0.5)" in out and "use the variances argument" in out
+    out = _fails("04_decode_boxes", lambda d, a, v=(0.1, 0.2): _decode(d, a, (1.0, 1.0)), capsys)
+    assert "multiply the offsets by the variances" in out
+    from ssd_tutorial.boxes import cxcywh_to_xyxy
+
+    out = _fails("04_decode_boxes", lambda d, a, v=(0.1, 0.2): cxcywh_to_xyxy(_decode(d, a, v)), capsys)
+    assert "(x1, y1, x2, y2)" in out
+
+    def no_exp(d, a, v=(0.1, 0.2)):
+        return torch.cat([a[:, :2] + d[:, :2] * v[0] * a[:, 2:], a[:, 2:] * (1 + d[:, 2:] * v[1])], dim=1)
+
+    out = _fails("04_decode_boxes", no_exp, capsys)
+    assert "first mismatch at box 0, w" in out and "expected" in out and "anchor [" in out
+    out = _fails("04_decode_boxes", lambda d, a, v: _decode(d, a, v)[:, :2], capsys)
+    assert "[6, 4]" in out and "[6, 2]" in out
+    out = _fails("04_decode_boxes", lambda d, a, v: _decode(d, a, v).tolist(), capsys)
+    assert "torch.Tensor" in out
+    out = _fails("04_decode_boxes", lambda d: d, capsys)
+    assert "raised TypeError" in out
