@@ -23,6 +23,10 @@ lint: setup
 format: setup
 	$(PY) -m ruff format ssd_tutorial tests benchmarks scripts
 
+# Student copies of the notebooks: solutions replaced by NotImplementedError("Exercise: ..."), in build/student/.
+student: setup
+	$(PY) scripts/make_student.py --out build/student
+
 bench: setup
 	$(PY) -m benchmarks.run
 

@@ -29,14 +29,17 @@ from ssd_tutorial.postprocess import decode_detections
 REGIMES = {"confident": (2.0, 10.0), "untrained": (1.0, 0.0)}  # (logit scale, background shift)
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _median_seconds(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median time of each function; runs alternate so both see the same machine load."""
+    times: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
+        fn()  # warm-up
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def _same(ours: list[dict], theirs: list[dict]) -> bool:
@@ -82,8 +85,7 @@ def run(quick: bool = False, batch_size: int = 32) -> list[dict]:
             a, b = ours(), theirs()
             if not _same(a, b):
                 raise RuntimeError(f"{regime}: decode_detections and torchvision disagree; not timing")
-            t_ours = _median_seconds(ours, repeats)
-            t_theirs = _median_seconds(theirs, repeats)
+            t_ours, t_theirs = _median_seconds([ours, theirs], repeats)
         results.append({"regime": regime, "batch_size": batch_size, "detections": sum(len(d["scores"]) for d in a),
                         "ours_s": t_ours, "torchvision_s": t_theirs, "speedup": t_theirs / t_ours})  # fmt: skip
     return results

@@ -40,6 +40,33 @@ def code(text: str, *tags: str) -> nbformat.NotebookNode:
     return cell
 
 
+# The public repository the notebooks are published from (used by the Colab cell and the Binder links).
+REPO_URL = "https://github.com/OWNER/ssd_tutorial"
+
+COLAB_CELL = """
+# Google Colab only: fetch the project and install its package. Does nothing anywhere else (JupyterLab, Binder, CI).
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    REPO_URL, CHECKOUT = "{repo_url}", "/content/ssd_tutorial"
+    if not os.path.isdir(CHECKOUT):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, CHECKOUT], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", CHECKOUT], check=True)
+    sys.path.insert(0, CHECKOUT)  # importable now, without restarting the runtime
+    from google.colab import output
+
+    output.enable_custom_widget_manager()  # lets ipywidgets 8 sliders draw in Colab
+"""
+
+
+def colab_cell(repo_url: str = REPO_URL) -> nbformat.NotebookNode:
+    """The guarded first code cell that installs the package on Google Colab (a no-op elsewhere)."""
+    return code(COLAB_CELL.replace("{repo_url}", repo_url))
+
+
 def build(name: str, cells: list[nbformat.NotebookNode], ci_parameters: dict[str, Any]) -> nbformat.NotebookNode:
     """The unexecuted notebook: kernel python3, CI parameters in the metadata, stable cell ids."""
     nb = new_notebook(cells=cells)

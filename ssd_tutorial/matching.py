@@ -34,7 +34,9 @@ from .config import SSDConfig
 __all__ = ["match_anchors", "encode_targets"]
 
 _MIN_IOU = 1e-6  # the greedy step stops below this IoU: such a pair does not overlap
-_BLOCK_VALUES = 2**18  # IoU values per block in _iou_maxima on a CPU: 1 MiB of float32, stays in cache
+# IoU values per block in _iou_maxima: on a CPU 1 MiB of float32, which stays in the cache; on a GPU
+# enough for a whole batch in one block (fewer kernel launches), within bounded memory.
+_BLOCK_VALUES = {"cpu": 2**18, "other": 2**24}
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -42,21 +44,27 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _pairwise_iou(boxes_xyxy: Tensor, anchors_xyxy: Tensor) -> Tensor:
+def _pairwise_iou(boxes_xyxy: Tensor, anchors_xyxy: Tensor, workspace: Tensor | None = None) -> Tensor:
     """IoU of every box with every anchor: boxes [..., M, 4], anchors [..., A, 4] -> [..., M, A].
 
     Same values as ``torchvision.ops.box_iou`` (same operations in the same order), but built from
     column vectors with in-place operations: box_iou materializes [M, A, 2] corner tensors, which makes
     it ~10x slower for a batch of boxes against 8732 anchors (see benchmarks/bench_encode_targets.py).
+
+    Args:
+        workspace: optional Tensor[3, ..., M, A] to compute in (the result is ``workspace[0]``); reusing
+            one saves the page faults of fresh large tensors in a loop.
     """
     bx1, by1, bx2, by2 = boxes_xyxy.unsqueeze(-1).unbind(-2)  # [..., M, 1] each
     ax1, ay1, ax2, ay2 = anchors_xyxy.movedim(-1, 0).unsqueeze(-2).contiguous()  # [..., 1, A] each
-    inter = torch.minimum(bx2, ax2)  # [..., M, A]
-    scratch = torch.maximum(bx1, ax1)  # [..., M, A]
-    inter.sub_(scratch).clamp_(min=0)  # intersection width
+    if workspace is None:
+        workspace = bx1.new_empty(3, *torch.broadcast_shapes(bx1.shape, ax1.shape))
+    inter, scratch, scratch2 = workspace  # [..., M, A] each
+    torch.minimum(bx2, ax2, out=inter)
+    inter.sub_(torch.maximum(bx1, ax1, out=scratch)).clamp_(min=0)  # intersection width
     torch.minimum(by2, ay2, out=scratch)
-    scratch.sub_(torch.maximum(by1, ay1)).clamp_(min=0)  # intersection height
-    inter.mul_(scratch)
+    scratch.sub_(torch.maximum(by1, ay1, out=scratch2)).clamp_(min=0)  # intersection height
+    inter.mul_(scratch)  # intersection area
     union = torch.add((bx2 - bx1) * (by2 - by1), (ax2 - ax1) * (ay2 - ay1), out=scratch).sub_(inter)
     return inter.div_(union)
 
@@ -64,14 +72,13 @@ def _pairwise_iou(boxes_xyxy: Tensor, anchors_xyxy: Tensor) -> Tensor:
 def _iou_maxima(boxes_xyxy: Tensor, anchors_xyxy: Tensor, block: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """The IoU maxima both matching steps start from, without keeping the [B, M, A] IoU tensor.
 
-    On a CPU the IoU is computed for a block of anchors at a time, small enough to stay in the cache:
-    the ~10 passes over it then cost far less than over a [B, M, A] tensor in main memory. On a GPU
-    the whole tensor is one block.
+    The IoU is computed for a block of anchors at a time. On a CPU a block is small enough to stay in
+    the cache: the ~10 passes over it then cost far less than over a [B, M, A] tensor in main memory.
 
     Args:
         boxes_xyxy: Tensor[B, M, 4].
         anchors_xyxy: Tensor[A, 4].
-        block: anchors per block; default: about 2**18 IoU values per block on a CPU, all on a GPU.
+        block: anchors per block; default: from ``_BLOCK_VALUES`` IoU values per block.
 
     Returns:
         anchor_best: Tensor[B, A], best IoU of each anchor over the boxes of its image.
@@ -81,16 +88,19 @@ def _iou_maxima(boxes_xyxy: Tensor, anchors_xyxy: Tensor, block: int | None = No
     batch, num_boxes, _ = boxes_xyxy.shape
     num_anchors = anchors_xyxy.shape[0]
     if block is None:
-        on_cpu = anchors_xyxy.device.type == "cpu"
-        block = max(256, _BLOCK_VALUES // max(batch * num_boxes, 1)) if on_cpu else num_anchors
+        values = _BLOCK_VALUES["cpu" if anchors_xyxy.device.type == "cpu" else "other"]
+        block = max(256, values // max(batch * num_boxes, 1))
     anchor_best = []
     box_best = boxes_xyxy.new_full((batch, num_boxes), -1.0)
     box_best_anchor = torch.zeros(batch, num_boxes, dtype=torch.long, device=boxes_xyxy.device)
+    workspace = boxes_xyxy.new_empty(3, batch * num_boxes * min(block, num_anchors))
     for start in range(0, num_anchors, block):
-        iou = _pairwise_iou(boxes_xyxy, anchors_xyxy[start : start + block])  # [B, M, block]
-        anchor_best.append(iou.amax(dim=1))  # [B, block]
+        size = min(block, num_anchors - start)
+        work = workspace[:, : batch * num_boxes * size].view(3, batch, num_boxes, size)  # [3, B, M, size]
+        iou = _pairwise_iou(boxes_xyxy, anchors_xyxy[start : start + size], work)  # [B, M, size]
+        anchor_best.append(iou.amax(dim=1))  # [B, size]
         value, index = iou.max(dim=-1)  # [B, M]; ties -> lowest index in the block
-        better = value >= box_best  # strict: an earlier block (lower anchor index) keeps a tie
+        better = value > box_best  # strict: an earlier block (lower anchor index) keeps a tie
         box_best = torch.where(better, value, box_best)
         box_best_anchor = torch.where(better, index + start, box_best_anchor)
     return torch.cat(anchor_best, dim=1), box_best, box_best_anchor
@@ -183,26 +193,23 @@ def _greedy_anchors(boxes_xyxy: Tensor, anchors_xyxy: Tensor, box_best: Tensor, 
     return taken
 
 
-def _match_batched(boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float) -> Tensor:
-    """Both matching steps on a batch: boxes Tensor[B, M, 4], anchors Tensor[A, 4] -> Tensor[B, A] long.
+def _match_steps(boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Both matching steps on a batch: boxes Tensor[B, M, 4], anchors Tensor[A, 4].
 
-    Entry (b, a) is the index of the box anchor a of image b is matched to, or -1 (background).
-    Padding boxes must come after the real boxes of their image and overlap no anchor.
+    Returns the matches of the threshold step, then those of the greedy step, each as index tensors
+    (image [P], anchor [P], box [P]). Write them in this order, so the greedy step wins where both
+    matched the same anchor. Padding boxes must come after the real ones and overlap no anchor.
     """
-    batch, num_boxes, _ = boxes_xyxy.shape
-    matches = torch.full((batch, anchors_xyxy.shape[0]), -1, dtype=torch.long, device=anchors_xyxy.device)
-    if num_boxes == 0 or anchors_xyxy.shape[0] == 0:
-        return matches
+    if boxes_xyxy.shape[1] == 0 or anchors_xyxy.shape[0] == 0:
+        return []
     anchor_best, box_best, box_best_anchor = _iou_maxima(boxes_xyxy, anchors_xyxy)
     # Threshold step, on the few anchors above the threshold (argmax: ties -> lowest box index).
     image, anchor = (anchor_best >= iou_threshold).nonzero(as_tuple=True)  # [P] each
     iou = _pairwise_iou(boxes_xyxy[image], anchors_xyxy[anchor].unsqueeze(1))  # [P, M, 1]
-    matches[image, anchor] = iou.squeeze(2).argmax(dim=1)
-    # Greedy step, written last: it wins over the threshold step.
+    threshold_step = (image, anchor, iou.squeeze(2).argmax(dim=1))
     taken = _greedy_anchors(boxes_xyxy, anchors_xyxy, box_best, box_best_anchor)  # [B, M]
     image, box = (taken >= 0).nonzero(as_tuple=True)  # [G] each
-    matches[image, taken[image, box]] = box
-    return matches
+    return [threshold_step, (image, taken[image, box], box)]
 
 
 def _check_threshold(iou_threshold: float) -> None:
@@ -260,7 +267,10 @@ def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: fl
     gt = gt_boxes_xyxy.to(device=anchors.device, dtype=dtype)
     _check_box_values(gt, lambda m: f"gt_boxes_xyxy[{m}]")
     _check_box_values(anchors, lambda a: f"anchors_xyxy[{a}]")
-    return _match_batched(gt.unsqueeze(0), anchors, iou_threshold).squeeze(0)  # [A]
+    matches = torch.full((anchors.shape[0],), -1, dtype=torch.long, device=anchors.device)  # [A]
+    for _, anchor, box in _match_steps(gt.unsqueeze(0), anchors, iou_threshold):
+        matches[anchor] = box
+    return matches
 
 
 def _gather_targets(
@@ -349,14 +359,11 @@ def encode_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) 
     padded_labels = labels.new_zeros(batch, num_boxes)  # [B, M]
     padded_labels[image, slot] = labels
 
-    matches = _match_batched(padded_boxes, cxcywh_to_xyxy(anchors), cfg.iou_threshold)  # [B, A]
-
-    # Encode only the positive anchors (a few per cent) and scatter them into zeros.
-    pos_image, pos_anchor = (matches >= 0).nonzero(as_tuple=True)  # [P] each
-    pos_box = matches[pos_image, pos_anchor]  # [P]
-    gt_cxcywh = xyxy_to_cxcywh(padded_boxes[pos_image, pos_box])  # [P, 4]
+    # Encode only the matched anchors (a few per cent) and write them into zeros (= background).
     loc_targets = anchors.new_zeros(batch, num_anchors, 4)  # [B, A, 4]
-    loc_targets[pos_image, pos_anchor] = encode_boxes(gt_cxcywh, anchors[pos_anchor], cfg.variances)
     cls_targets = torch.zeros(batch, num_anchors, dtype=torch.long, device=device)  # [B, A]
-    cls_targets[pos_image, pos_anchor] = padded_labels[pos_image, pos_box]
+    for image, anchor, box in _match_steps(padded_boxes, cxcywh_to_xyxy(anchors), cfg.iou_threshold):
+        gt_cxcywh = xyxy_to_cxcywh(padded_boxes[image, box])  # [P, 4]
+        loc_targets[image, anchor] = encode_boxes(gt_cxcywh, anchors[anchor], cfg.variances)
+        cls_targets[image, anchor] = padded_labels[image, box]
     return loc_targets.to(anchors_cxcywh.dtype), cls_targets

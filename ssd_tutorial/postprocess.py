@@ -34,18 +34,19 @@ def _grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: f
     """NMS inside each group; indices of the kept boxes by descending score (as ``batched_nms``).
 
     ``groups`` must be sorted (each group contiguous), as the candidates of decode_detections are.
-    On a GPU one ``batched_nms`` call does it. On a CPU ``batched_nms`` switches, above 4000
-    numbers, to a loop that scans all K candidates once per group (O(groups x K): about 15x slower
-    than this for 32 images x 20 classes x 400), so we run ``nms`` on each contiguous slice instead.
+    On a GPU one ``batched_nms`` call does it. On a CPU, above 1000 boxes, ``batched_nms`` loops
+    over the groups and scans all K candidates for each (O(groups x K): about 15x slower than this
+    for 32 images x 20 classes x 400 candidates), so we run ``nms`` on each contiguous slice instead.
     """
     if boxes.device.type != "cpu":
         return batched_nms(boxes, scores, groups, iou_threshold)
-    counts = torch.unique_consecutive(groups, return_counts=True)[1].tolist()
-    kept, start = [], 0
-    for count in counts:
-        kept.append(nms(boxes[start : start + count], scores[start : start + count], iou_threshold) + start)
-        start += count
-    keep = torch.cat(kept) if kept else groups.new_zeros(0)
+    counts = torch.unique_consecutive(groups, return_counts=True)[1]  # [G]
+    sizes = counts.tolist()
+    kept = [nms(b, s, iou_threshold) for b, s in zip(boxes.split(sizes), scores.split(sizes))]  # slice indices
+    if not kept:
+        return groups.new_zeros(0)
+    starts = counts.cumsum(0) - counts  # [G] first candidate of each group
+    keep = torch.cat(kept) + starts.repeat_interleave(torch.tensor([len(k) for k in kept]))  # [N]
     return keep[scores[keep].sort(descending=True, stable=True).indices]
 
 
@@ -75,7 +76,8 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
     B, A, C = cls_logits.shape
     boxes = cxcywh_to_xyxy(decode_boxes(loc_preds, anchors_cxcywh, cfg.variances))  # [B, A, 4]
     boxes = boxes.clamp(min=0, max=cfg.image_size)
-    scores = cls_logits.softmax(dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, A] object classes only
+    # Scores in the boxes' dtype: NMS needs both alike (fp16 logits under autocast, fp32 anchors).
+    scores = cls_logits.to(boxes.dtype).softmax(dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, A] object classes
 
     k = min(cfg.pre_nms_top_k, A)
     top_scores, top_anchor = scores.topk(k, dim=2)  # [B, C-1, k] each

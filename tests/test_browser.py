@@ -13,10 +13,12 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 from browser_helpers import (
     CHROMIUM,
@@ -32,12 +34,14 @@ from browser_helpers import (
     wait_until_changed,
     with_ci_parameters,
 )
+from nbformat.v4 import new_code_cell, new_notebook
 from notebook_harness import NOTEBOOK_DIR
 
 pytestmark = pytest.mark.browser
 
 NB02 = "02_anchor_tiling.ipynb"
 NB07 = "07_evaluation_and_inference.ipynb"
+RAISES = "zz_raises.ipynb"  # a notebook that fails on purpose: the error checks can fail
 RUN_TIMEOUT_S = 60.0  # one notebook at CI parameters (≤ 20 s of compute on 2 cores, plus the kernel start)
 REDRAW_TIMEOUT_S = 20.0
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -67,6 +71,7 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab_root")
     for path in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
         with_ci_parameters(path, root / path.name)
+    _write_raising_notebook(root / RAISES)
     with lab_server(root, tmp_path_factory.mktemp("lab_work")) as server:
         yield server, sync_playwright
 
@@ -118,6 +123,21 @@ def page(browser):
         context.close()
 
 
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_missing_chromium_fails_on_ci_and_skips_elsewhere(monkeypatch, tmp_path, ci, outcome):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="no-chromium"):
+        _sync_playwright()
+
+
+def _write_raising_notebook(path: Path) -> None:
+    cells = [new_code_cell("print('before')"), new_code_cell("1 / 0"), new_code_cell("print('never runs')")]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
 def _run_notebook(page, server, name: str, shot: Callable[[str], Path]) -> None:
     """Open ``name``, Run All Cells, and check every code cell ran and none shows an error."""
     open_notebook(page, server, name)
@@ -136,6 +156,15 @@ def _image_src(output) -> str | None:
 
 def _number(text: str) -> float:
     return float(text.replace(",", ""))
+
+
+def test_an_error_in_a_cell_is_seen(lab, page):
+    server, _ = lab
+    open_notebook(page, server, RAISES)
+    prompts = run_all_and_wait(page, server, RAISES, RUN_TIMEOUT_S)
+    errors = error_outputs(page)
+    assert len(errors) == 1 and "ZeroDivisionError" in errors[0], errors
+    assert re.fullmatch(r"\[\d+\]:", prompts[1]) and not re.fullmatch(r"\[\d+\]:", prompts[2]), prompts
 
 
 def test_anchor_explorer_redraws_when_a_slider_moves(lab, page):

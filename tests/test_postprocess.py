@@ -184,3 +184,11 @@ def test_grouped_nms_cpu_path_equals_batched_nms():
     assert torch.equal(keep, batched_nms(boxes, scores, groups, 0.45))
     assert len(keep) < 3000
     assert _grouped_nms(boxes[:0], scores[:0], groups[:0], 0.45).shape == (0,)
+
+
+def test_half_logits_with_float32_boxes():
+    """Under autocast the class head gives fp16 logits while anchors stay fp32; NMS needs one dtype."""
+    cfg = TINY_SHAPES
+    loc_preds, cls_logits = random_outputs(cfg, B=2, seed=3)
+    got = decode_detections(loc_preds.half(), cls_logits.half(), default_boxes(cfg), cfg)
+    assert got[0]["boxes"].dtype == got[0]["scores"].dtype == torch.float32 and len(got[0]["scores"]) > 0

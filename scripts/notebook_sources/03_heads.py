@@ -250,23 +250,34 @@ CELLS = [
         assert total == sum(p.numel() for p in models[name].parameters())
     """),
     code(r"""
+    def group(part):
+        # one colour per kind of part, the same for both backbones
+        if part in ("backbone.conv4_3", "backbone.l2norm", "backbone.layer2"):
+            return "stage of source 0 (conv4_3 + L2Norm / layer2)"
+        if part in ("backbone.conv7", "backbone.layer3"):
+            return "stage of source 1 (conv7 / layer3)"
+        return "extra layers" if part.startswith("backbone.extras") else part.replace("_", " ")
+
+
     fig, ax = plt.subplots(figsize=(8, 2.8))
     for row, (name, part_counts) in enumerate(counts.items()):
+        grouped = {}
+        for part, n in part_counts.items():
+            grouped[group(part)] = grouped.get(group(part), 0) + n / 1e6
         left = 0.0
-        for index, (part, n) in enumerate(part_counts.items()):
-            short = part.removeprefix("backbone.")
-            ax.barh(row, n / 1e6, left=left, color=plt.cm.tab20(index % 20), edgecolor="white",
-                    label=short if row == 0 or short in ("layer2", "layer3") else None)
-            left += n / 1e6
+        for index, (label, millions) in enumerate(grouped.items()):
+            ax.barh(row, millions, left=left, color=plt.cm.tab10(index), edgecolor="white",
+                    label=label if row == 0 else None)
+            left += millions
     ax.set_yticks(range(len(counts)), [f"SSD512 + {name}" for name in counts])
     ax.set_xlabel("parameters (millions)")
     ax.set_title("Where the parameters are")
-    ax.legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     plt.show()
     """),
     markdown(r"""
-    The backbone holds most of the weights: in VGG16, conv5_x with conv6 and conv7 alone (the `conv7`
-    stage) hold half the model. The heads are small, but the classification heads are 5 times the
+    The backbone holds most of the weights: in VGG16, the `conv7` stage alone (conv5_x, conv6 and conv7)
+    holds almost half of the model. The heads are small, but the classification heads are 5 times the
     localisation heads: 21 numbers per anchor instead of 4. (ResNet-50 lost its `layer4` and classifier
     here; only stem … layer3 is used.)
 
@@ -467,9 +478,9 @@ CELLS = [
     fig
     """),
     markdown(r"""
-    The fine level follows the outlines of the shapes at 8-pixel resolution; at level 2 a whole shape falls in
-    one or two cells, and so do its anchors. About half of the values are exactly 0: the ReLU at the end of
-    each stage.
+    Compare the two resolutions: on level 0 a shape spans many cells, so the activity traces where it is at
+    8-pixel resolution; on level 2 a whole shape falls into one or two cells of 32 pixels — and so do the
+    anchors that must find it. Many values are exactly 0: every source ends with a ReLU.
 
     **Explore:** pick an image, a level and how many channels to show. (The widget needs a running kernel;
     the figures above are the same view, frozen.)

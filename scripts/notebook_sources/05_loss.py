@@ -480,7 +480,7 @@ CELLS = [
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
-    (theirs["loss_loc"] + theirs["loss_cls"]).backward()
+    (theirs["loss_loc"] + theirs["loss_cls"]).backward(retain_graph=True)  # the graph is reused for ours below
     poisoned = sum(int(not p.grad.isfinite().all()) for p in trainable.parameters() if p.grad is not None)
     print(f"parameters with a NaN or inf gradient after the article's loss: {poisoned} of {len(list(trainable.parameters()))}")
     trainable.zero_grad()

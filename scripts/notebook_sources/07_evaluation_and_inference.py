@@ -49,7 +49,7 @@ CELLS = [
     from ssd_tutorial.evaluate import precision_recall_curve
     from ssd_tutorial.widgets import threshold_detections, threshold_numbers, threshold_view, threshold_widget
 
-    torch.manual_seed(0)
+    _ = torch.manual_seed(0)
     """),
     markdown(r"""
     ## The trained model
@@ -214,7 +214,7 @@ CELLS = [
         ### END SOLUTION
 
 
-    exercises.check("07_precision_recall", precision_recall)
+    exercises.check("07_precision_recall", precision_recall);
     """),
     markdown(r"""
     The package's curves for every class; dashed is the **interpolated** precision, the best precision at
@@ -282,7 +282,7 @@ CELLS = [
         ### END SOLUTION
 
 
-    exercises.check("07_voc07_ap", ap11)
+    exercises.check("07_voc07_ap", ap11);
     """),
     markdown(r"""
     **All-point AP** (VOC 2010 onwards) integrates the interpolated curve exactly instead of sampling it: the
@@ -394,21 +394,20 @@ CELLS = [
     def gallery(items, title, draw):
         if not items:
             print(f"{title}: none")
-            return None
+            return
         fig, axes = plt.subplots(1, len(items), figsize=(2.6 * len(items), 3.0), squeeze=False)
         for ax, item in zip(axes[0], items):
             draw(ax, item)
             ax.set_xticks([])
             ax.set_yticks([])
         fig.suptitle(title, fontsize=10)
-        return fig
 
 
     def draw_fp(ax, item):
         score, b, n, verdict, best_iou = item
         det = detections[b]
         viz.show_image(ax, images[b])
-        viz.draw_boxes(ax, targets[b]["boxes"], targets[b]["labels"], class_names=cfg.class_names, color="white")
+        viz.draw_boxes(ax, targets[b]["boxes"], color="white")
         viz.draw_boxes(ax, det["boxes"][n : n + 1], det["labels"][n : n + 1], det["scores"][n : n + 1],
                        class_names=cfg.class_names, color="red")
         ax.set_title(f"image {b}: {verdict}\nIoU {best_iou:.2f} with its class", fontsize=8)

@@ -11,6 +11,8 @@ Introduced in: 01_constants.ipynb
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -92,25 +94,47 @@ def check(name: str, answer: Any) -> bool:
 
     Never raises at the learner: an unknown name, a wrong type or an answer (function) that raises
     becomes a message. The one exception is NotImplementedError (the placeholder that ``make student``
-    puts where a solution was): it is raised again, without the checker's frames, so "Run All" stops at
-    the first exercise still to write.
+    puts where a solution was), raised by the answer or by the learner's function even where the checker
+    catches it: it is raised again, without the checker's frames, so "Run All" stops at the first exercise
+    still to write.
 
     Introduced in: 01_constants.ipynb
     """
     exercise = _lookup(name)
     if exercise is None:
         return False
+    given, unwritten = _watch_unwritten(answer)
     try:
-        problem = exercise.checker(answer)
-    except NotImplementedError as error:  # a student notebook's placeholder (make student): stop "Run All" here
-        raise NotImplementedError(str(error) or f"{name}: write your answer first") from None
+        problem = exercise.checker(given)
+    except NotImplementedError as error:
+        unwritten.append(error)
     except Exception as error:  # the learner's function raised, or an answer we could not read
         problem = f"checking your answer raised {type(error).__name__}: {error}"
+    if unwritten:  # a student notebook's placeholder (make student): stop "Run All" here, without our frames
+        raise NotImplementedError(str(unwritten[0]) or f"{name}: write your answer first") from None
     if problem is None:
         print(f"✅ {name}: correct!")
         return True
     print(f"❌ {name}: not yet. {problem}\n   (hint: ssd_tutorial.exercises.hint({name!r}))")
     return False
+
+
+def _watch_unwritten(answer: Any) -> tuple[Any, list[NotImplementedError]]:
+    """``answer`` (a learner's function wrapped so that a NotImplementedError it raises is recorded even when the
+    checker catches it) and the list that records it."""
+    seen: list[NotImplementedError] = []
+    if not (inspect.isfunction(answer) or inspect.ismethod(answer)):
+        return answer, seen
+
+    @functools.wraps(answer)
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return answer(*args, **kwargs)
+        except NotImplementedError as error:
+            seen.append(error)
+            raise
+
+    return watched, seen
 
 
 def hint(name: str) -> None:

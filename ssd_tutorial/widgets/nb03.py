@@ -273,7 +273,7 @@ def feature_map_view(features: Sequence[Tensor], image: Tensor, level: int,
 
     ax = fig.add_subplot(1, 2 + num_channels, 2)
     viz.show_image(ax, image)
-    shown = ax.imshow(mean_abs.numpy(), extent=extent, cmap="magma", alpha=0.75, interpolation="nearest")
+    shown = ax.imshow(mean_abs.numpy(), extent=extent, cmap="magma", alpha=0.6, interpolation="nearest")
     fig.colorbar(shown, ax=ax, shrink=0.7, label="mean |activation|")
     ax.set_title(f"mean |activation| over {C} channels", fontsize=9)
     ax.set_xlabel("x (px)")
