@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available; cuda:LOCAL_RANK under torchrun)")
     t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="float16 mixed precision (default: on for CUDA, off otherwise; CUDA only)")
-    t.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory format (default: preset's; faster convolutions on CPU)")
     t.add_argument("--max-iters", type=_positive_int, help="stop each epoch after this many iterations (quick runs)")
     t.add_argument("--record-indices", action="store_true",
                    help="debug: write the sample indices each rank trained on to OUT/rank<r>_indices.json")
@@ -193,7 +194,8 @@ def run_train(args: argparse.Namespace) -> None:
 
     cfg = get_config(args.preset)
     recipe = dict(TRAIN_RECIPES[cfg.name])
-    for key in ("epochs", "lr", "optimizer", "schedule", "warmup_iters", "batch_size", "num_train", "num_val"):
+    for key in ("epochs", "lr", "optimizer", "schedule", "warmup_iters", "batch_size", "num_train", "num_val",
+                "channels_last", "grad_clip"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
     data = dict(year=args.voc_year, num_images=recipe.get("num_train", 2000), seed=args.seed)
@@ -212,10 +214,10 @@ def run_train(args: argparse.Namespace) -> None:
     history = fit(model, _loader(train_set, recipe["batch_size"], shuffle=True, workers=args.workers),
                   **{k: recipe[k] for k in FIT_KEYS if k in recipe}, val_loader=val_loader,
                   eval_every=args.eval_every, out_dir=out, resume=args.resume, amp=args.amp,
-                  channels_last=args.channels_last, device=_device(args.device), tensorboard=args.tensorboard,
+                  device=_device(args.device), tensorboard=args.tensorboard,
                   clearml=args.clearml, progress=not args.no_progress, seed=args.seed,
                   log_fn=print if is_main else None, max_iters=args.max_iters,
-                  record_indices=args.record_indices, grad_clip=args.grad_clip)  # fmt: skip
+                  record_indices=args.record_indices)  # fmt: skip
     if is_main and history:
         last = history[-1]
         summary = f"mAP@0.5 {last['map']:.4f}, " if "map" in last else ""

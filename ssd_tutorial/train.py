@@ -62,7 +62,8 @@ TRAIN_RECIPES: dict[str, dict[str, Any]] = {
     "tiny_shapes": dict(epochs=8, batch_size=32, optimizer="adamw", lr=3e-3, weight_decay=1e-4,
                         warmup_iters=50, schedule="cosine", num_train=2000, num_val=200),
 }  # fmt: skip
-FIT_KEYS = ("epochs", "optimizer", "lr", "momentum", "weight_decay", "warmup_iters", "schedule", "step_size", "gamma")
+FIT_KEYS = ("epochs", "optimizer", "lr", "momentum", "weight_decay", "warmup_iters", "schedule", "step_size", "gamma",
+            "grad_clip", "channels_last")
 SCHEDULES = ("step", "cosine", "constant")
 _WARMUP_START = 0.001  # warm-up starts at lr * 0.001 and grows linearly, as in torchvision's detection references
 

@@ -505,6 +505,8 @@ def plot_box_shapes(
 
     Introduced in: 08_your_own_dataset.ipynb
     """
+    from matplotlib.ticker import NullFormatter
+
     fig = _new_figure((10.0, 4.2))
     ax, hist = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     draw_box_shapes(ax, boxes_wh, anchor_wh, covered=covered, extra=extra)
@@ -517,6 +519,9 @@ def plot_box_shapes(
         for k, r in enumerate(sorted({round(float(w / h), 4) for w, h in anchors.tolist()})):
             hist.axvline(r, color="black", linestyle="--", linewidth=1, label="anchor ratios" if k == 0 else None)
     hist.set_xscale("log")
+    ticks = [0.25, 1 / 3, 0.5, 1.0, 2.0, 3.0, 4.0]
+    hist.set_xticks(ticks, ["1/4", "1/3", "1/2", "1", "2", "3", "4"])
+    hist.xaxis.set_minor_formatter(NullFormatter())
     hist.set_xlabel("aspect ratio w / h (log scale; < 1 standing, > 1 lying)")
     hist.set_ylabel("boxes")
     hist.legend(fontsize=7)
@@ -664,6 +669,53 @@ def plot_anchor_values(
     fig.colorbar(shown, ax=list(axes), label=value_label, shrink=0.85)
     if marked is not None and len(axes):
         axes[0].legend(fontsize=7, loc="lower left")
+    if title is not None:
+        fig.suptitle(title)
+    return fig
+
+
+__all__ += ["plot_history"]
+
+
+def plot_history(history: Sequence[Mapping[str, float]], *, epochs: int | None = None,
+                 title: str | None = None) -> Figure:  # fmt: skip
+    """Training curves from ``fit``'s history: the losses per epoch and, where present, validation mAP@0.5.
+
+    Args:
+        history: one dict per epoch with ``epoch``, ``loss``, ``loss_loc``, ``loss_cls`` and optionally ``map``
+            (what :func:`~ssd_tutorial.train.fit` returns); may be empty (empty axes, e.g. before epoch 1).
+        epochs: x-axis extent (the planned number of epochs), so a live plot does not rescale every epoch.
+        title: figure title.
+
+    Introduced in: 06_training.ipynb
+    """
+    records = list(history)
+    for record in records:
+        missing = [k for k in ("epoch", "loss", "loss_loc", "loss_cls") if k not in record]
+        if missing:
+            raise ValueError(f"every history record needs epoch, loss, loss_loc and loss_cls; missing {missing} "
+                             f"in {dict(record)}")  # fmt: skip
+    fig = _new_figure((10.0, 3.6))
+    loss_ax, map_ax = fig.subplots(1, 2)
+    xs = [int(r["epoch"]) for r in records]
+    for key, style in (("loss", "-o"), ("loss_loc", "--s"), ("loss_cls", ":^")):
+        loss_ax.plot(xs, [float(r[key]) for r in records], style, label=key, markersize=4)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("mean training loss")
+    loss_ax.set_title("training loss")
+    loss_ax.legend(fontsize=8)
+    with_map = [(int(r["epoch"]), float(r["map"])) for r in records if r.get("map") is not None]
+    map_ax.plot([e for e, _ in with_map], [m for _, m in with_map], "-o", color=_color(3), markersize=4,
+                label="validation mAP@0.5")  # fmt: skip
+    map_ax.set_ylim(0.0, 1.0)
+    map_ax.set_xlabel("epoch")
+    map_ax.set_ylabel("mAP@0.5")
+    map_ax.set_title("validation mAP@0.5" + (f" (last {with_map[-1][1]:.3f})" if with_map else ""))
+    map_ax.grid(alpha=0.3)
+    last = max([epochs or 0, *xs, 1])
+    for ax in (loss_ax, map_ax):
+        ax.set_xlim(0.5, last + 0.5)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     if title is not None:
         fig.suptitle(title)
     return fig

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ LAB_SETTINGS = {
                                                                        "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab on show
 STDERR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 ERROR_TEXT = re.compile(r"Traceback|^\w*(Error|Exception)\b", re.MULTILINE)
 
@@ -67,7 +69,9 @@ class LabServer:
     log: Path
 
     def url(self, notebook: str) -> str:
-        return f"{self.base}/lab/tree/{notebook}?token={self.token}"
+        """The notebook in a workspace of its own, so no tab of an earlier page is restored beside it."""
+        workspace = re.sub(r"[^A-Za-z0-9_-]", "_", Path(notebook).stem)
+        return f"{self.base}/lab/workspaces/{workspace}/tree/{notebook}?token={self.token}"
 
     def api(self, path: str) -> Any:
         return get_json(f"{self.base}/api/{path}", self.token)
@@ -121,15 +125,30 @@ def lab_server(root: Path, work: Path) -> Iterator[LabServer]:
                 process.wait(timeout=20)
 
 
+def shut_down_kernels(server: LabServer) -> None:
+    """Stop every kernel of the server (a finished notebook's kernel would only take memory)."""
+    for kernel in server.api("kernels"):
+        request = urllib.request.Request(f"{server.base}/api/kernels/{kernel['id']}", method="DELETE",
+                                         headers={"Authorization": f"token {server.token}"})  # fmt: skip
+        with contextlib.suppress(urllib.error.URLError):
+            urllib.request.urlopen(request, timeout=10).close()
+
+
 def launch_chromium(playwright: Any) -> Any:
     """Debian's Chromium, headless, through Playwright (no Playwright browser download)."""
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
-def open_notebook(page: Any, server: LabServer, name: str, timeout_s: float = 60.0) -> None:
-    """Open ``name`` in JupyterLab and wait until its kernel is idle and its cells are shown."""
+def open_notebook(page: Any, server: LabServer, name: str, timeout_s: float = 60.0, *, wait: bool = True) -> None:
+    """Open ``name`` in JupyterLab; with ``wait``, also :func:`wait_for_notebook`."""
     page.goto(server.url(name), timeout=timeout_s * 1000)
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=timeout_s * 1000)
+    if wait:
+        wait_for_notebook(page, server, name, timeout_s)
+
+
+def wait_for_notebook(page: Any, server: LabServer, name: str, timeout_s: float = 60.0) -> None:
+    """Wait until the opened notebook shows its cells and its kernel is idle."""
+    page.locator(f"{PANEL} .jp-Cell").first.wait_for(timeout=timeout_s * 1000)
     wait_for_kernel(server, name, timeout_s)
 
 
@@ -164,16 +183,18 @@ def click_menu(page: Any, menu: str, item: str) -> None:
 
 def input_prompts(page: Any) -> list[str]:
     """The text of every code cell's input prompt of the current notebook, e.g. ``"[3]:"``, ``"[*]:"``, ``"[ ]:"``."""
-    return [" ".join(t.split()) for t in page.locator(".jp-NotebookPanel:visible .jp-CodeCell .jp-InputPrompt")
-            .all_inner_texts()]  # fmt: skip
+    return [" ".join(t.split()) for t in page.locator(f"{PANEL} .jp-CodeCell .jp-InputPrompt").all_inner_texts()]
 
 
-def run_all_and_wait(page: Any, server: LabServer, name: str, timeout_s: float) -> list[str]:
-    """Run > Run All Cells, then wait until no cell is queued or running and the kernel is idle.
-
-    Returns the input prompts at the end (``"[n]:"`` for each cell that ran).
-    """
+def start_run_all(page: Any) -> None:
+    """Run > Run All Cells in the notebook on show (returns at once)."""
     click_menu(page, "Run", "Run All Cells")
+
+
+def wait_until_done(page: Any, server: LabServer, name: str, timeout_s: float) -> list[str]:
+    """Wait until no cell of ``name`` is queued or running and its kernel is idle; return the input prompts
+    (``"[n]:"`` for each cell that ran)."""
+    page.bring_to_front()
     deadline = time.monotonic() + timeout_s
     idle_since = None
     while True:
@@ -191,9 +212,15 @@ def run_all_and_wait(page: Any, server: LabServer, name: str, timeout_s: float) 
         time.sleep(0.25)
 
 
+def run_all_and_wait(page: Any, server: LabServer, name: str, timeout_s: float) -> list[str]:
+    """Run > Run All Cells, then :func:`wait_until_done`."""
+    start_run_all(page)
+    return wait_until_done(page, server, name, timeout_s)
+
+
 def error_outputs(page: Any) -> list[str]:
     """Text of every output of the open notebook that shows an error (a traceback or ``SomeError: …``)."""
-    texts = page.locator(f".jp-NotebookPanel:visible {STDERR_OUTPUT}").all_inner_texts()
+    texts = page.locator(f"{PANEL} {STDERR_OUTPUT}").all_inner_texts()
     return [t for t in texts if ERROR_TEXT.search(t)]
 
 

@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,10 +29,13 @@ from browser_helpers import (
     launch_chromium,
     open_notebook,
     press_on_slider,
-    run_all_and_wait,
+    shut_down_kernels,
+    start_run_all,
     slider_readout,
     table_rows,
+    wait_for_notebook,
     wait_until_changed,
+    wait_until_done,
     with_ci_parameters,
 )
 from nbformat.v4 import new_code_cell, new_notebook
@@ -113,14 +117,29 @@ def screenshots(page, name: str) -> Iterator[Callable[[str], Path]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
+@pytest.fixture(scope="module")
+def started(lab, browser):
+    """One page per notebook under test, every one opened and started (Run > Run All Cells) before any test
+    waits, so the kernels start and run side by side: that keeps the whole browser test within 90 s.
+
+    Yields {notebook name: page}; 07 only once notebooks/07_evaluation_and_inference.ipynb exists.
+    """
+    server, _ = lab
+    names = [RAISES, NB02] + ([NB07] if (server.root / NB07).exists() else [])
+    contexts, pages = [], {}
     try:
-        yield page
+        for name in names:
+            contexts.append(browser.new_context(viewport=VIEWPORT))
+            pages[name] = contexts[-1].new_page()
+            open_notebook(pages[name], server, name, wait=False)
+        for name, page in pages.items():
+            wait_for_notebook(page, server, name, RUN_TIMEOUT_S)
+            start_run_all(page)
+        yield pages
     finally:
-        context.close()
+        for context in contexts:
+            context.close()
+        shut_down_kernels(server)
 
 
 @pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
@@ -138,10 +157,11 @@ def _write_raising_notebook(path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def _run_notebook(page, server, name: str, shot: Callable[[str], Path]) -> None:
-    """Open ``name``, Run All Cells, and check every code cell ran and none shows an error."""
-    open_notebook(page, server, name)
-    prompts = run_all_and_wait(page, server, name, RUN_TIMEOUT_S)
+def _ran_without_errors(page, server, name: str, shot: Callable[[str], Path]) -> None:
+    """Wait for the Run All of ``name`` to finish; check every code cell ran and none shows an error."""
+    start = time.monotonic()
+    prompts = wait_until_done(page, server, name, RUN_TIMEOUT_S)
+    print(f"{name}: all cells done {time.monotonic() - start:.1f} s after this test began waiting")
     shot("after_run_all")
     errors = error_outputs(page)
     assert errors == [], f"{name}: cells show errors in JupyterLab:\n" + "\n---\n".join(e[-1500:] for e in errors)
@@ -158,21 +178,20 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def test_an_error_in_a_cell_is_seen(lab, page):
-    server, _ = lab
-    open_notebook(page, server, RAISES)
-    prompts = run_all_and_wait(page, server, RAISES, RUN_TIMEOUT_S)
+def test_an_error_in_a_cell_is_seen(lab, started):
+    server, page = lab[0], started[RAISES]
+    prompts = wait_until_done(page, server, RAISES, RUN_TIMEOUT_S)
     errors = error_outputs(page)
     assert len(errors) == 1 and "ZeroDivisionError" in errors[0], errors
     assert re.fullmatch(r"\[\d+\]:", prompts[1]) and not re.fullmatch(r"\[\d+\]:", prompts[2]), prompts
 
 
-def test_anchor_explorer_redraws_when_a_slider_moves(lab, page):
+def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
     from ssd_tutorial.widgets import anchor_explorer_view
 
-    server, _ = lab
+    server, page = lab[0], started[NB02]
     with screenshots(page, NB02) as shot:
-        _run_notebook(page, server, NB02, shot)
+        _ran_without_errors(page, server, NB02, shot)
 
         output = page.locator(".ssd-anchor-explorer")
         assert output.count() == 1, f"expected one anchor explorer (.ssd-anchor-explorer), found {output.count()}"
@@ -207,12 +226,12 @@ def test_anchor_explorer_redraws_when_a_slider_moves(lab, page):
         assert f"col {col + 1})" in caption and f"centre ({expected[0]['cx']:.1f}, {expected[0]['cy']:.1f})" in caption
 
 
-def test_threshold_widget_redraws_when_a_slider_moves(lab, page):
-    if not (NOTEBOOK_DIR / NB07).exists():
+def test_threshold_widget_redraws_when_a_slider_moves(lab, started):
+    if NB07 not in started:
         pytest.skip(f"notebooks/{NB07} does not exist yet")
-    server, _ = lab
+    server, page = lab[0], started[NB07]
     with screenshots(page, NB07) as shot:
-        _run_notebook(page, server, NB07, shot)
+        _ran_without_errors(page, server, NB07, shot)
 
         widget = page.locator(".ssd-threshold-widget")
         assert widget.count() == 1, f"expected one threshold widget (.ssd-threshold-widget), found {widget.count()}"

@@ -254,15 +254,21 @@ def test_anchor_explorer_widget_updates_and_reports_errors():
     assert "ssd-anchor-explorer" in box.output._dom_classes
     assert all(getattr(c, "continuous_update", False) is False for n, c in controls.items() if n != "preset")
     assert state["error"] is None and [r["index"] for r in state["rows"]][0] == 16 * 16 * 4 + (2 * 8 + 3) * 6
-    first_figure = state["figure"]
+    image, text = box.output.children
+    assert image.value[:2] == b"\xff\xd8" and 'class="ssd-anchor-table"' in text.value  # a JPEG and the table
+    assert f"<td>{state['rows'][0]['index']}</td>" in text.value
+    first_figure, first_bytes = state["figure"], image.value
 
     controls["col"].value = 4
     assert state["rows"][0]["cx"] == (4 + 0.5) * 16 and state["figure"] is not first_figure
+    assert image.value != first_bytes and "72.0" in text.value  # centre x of column 4 in the caption
 
     controls["ratios"].value = "2, -1"
     assert state["rows"] is None and "> 0" in state["error"]
+    assert image.layout.display == "none" and "ssd-widget-error" in text.value and "&gt; 0" in text.value
     controls["ratios"].value = "3"
     assert state["error"] is None and [r["shape"] for r in state["rows"]][2:] == ["3:1", "1:3"]
+    assert image.layout.display is None and "ssd-anchor-table" in text.value
 
     controls["level"].value = 4  # 1x1 map: row/col clamp to 0, ratios reset to the preset's
     assert controls["row"].max == 0 and controls["row"].value == 0 and controls["ratios"].value == "2"
@@ -288,12 +294,14 @@ def test_positive_anchors_widget_updates():
     box = nb02.positive_anchors_widget("tiny_shapes", seed=0, index=0, box_cxcywh=(64.0, 64.0, 40.0, 40.0))
     controls, state = box.controls, box.state
     assert "ssd-positive-anchors" in box.output._dom_classes
-    before = [r["positives"] for r in state["rows"]]
+    image, text = box.output.children
+    assert 'class="ssd-positive-table"' in text.value
+    before, before_bytes = [r["positives"] for r in state["rows"]], image.value
     expected = nb02.positive_anchors_view(TINY_SHAPES, 64.0, 64.0, 40.0, 40.0)[1]
     assert state["rows"] == expected
     controls["w"].value = 100.0
     controls["h"].value = 100.0
-    assert [r["positives"] for r in state["rows"]] != before
+    assert [r["positives"] for r in state["rows"]] != before and image.value != before_bytes
     controls["level"].value = 1
     controls["threshold"].value = 0.3
     assert state["error"] is None

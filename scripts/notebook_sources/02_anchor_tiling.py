@@ -409,10 +409,10 @@ CELLS = [
     markdown(r"""
     ## Anchor explorer
 
-    The explorer draws the anchors of any location of any preset over the example image, with a table of their
-    flat index, size and IoU with the dashed red ground-truth box (the image's largest object). It is a thin
-    layer over a plain function, `widgets.anchor_explorer_view`, which also gives the static picture below: the
-    6 anchors of level 2 at the cell under the large square.
+    The explorer draws the anchors of any location of any preset over the example image, with a table of
+    their flat index, size and IoU with the dashed ground-truth box (the image's largest object). It is a thin
+    layer over a plain function, `widgets.anchor_explorer_view`, which also gives the static picture below:
+    the 6 anchors of level 2 at the cell under the large square. Dotted anchors do not fit inside the image.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT

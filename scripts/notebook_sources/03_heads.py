@@ -190,7 +190,7 @@ CELLS = [
       SSD300's unpadded 3×3 convolutions (5 → 3 → 1) have stride 1: the jump stays at 256 or 64 while the
       map shrinks.
     - **The receptive fields are much larger than the anchors** (92 px for 36 px boxes on conv4_3) and
-      exceed the image from level 3 on. This is the *theoretical* field; the pixels that actually matter
+      (with VGG16) exceed the image from level 3 on. This is the *theoretical* field; the pixels that actually matter
       concentrate near its centre, and a cell needs context around an object to recognise it.
 
     The same comparison as a picture (log scale):
@@ -374,12 +374,15 @@ CELLS = [
     """),
     markdown(r"""
     And the tempting shortcut — a reshape without the permute — does not: it reads 4 consecutive values of
-    the channel-first memory, which belong to 4 different cells of the same channel.
+    the channel-first memory, which belong to 4 neighbouring cells of the same channel. Row 2049 should be
+    anchor k=1 of cell (8, 0); it gets the column numbers of cells 4 … 7 of row 0 instead.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
     wrong = torch.cat([m.reshape(1, -1, 4) for m in head_maps], dim=1)  # [B, A, 4], but scrambled
-    print("first rows without permute:", wrong[0, :3].int().tolist())
+    a = 2049
+    print(f"row {a} in anchor order:    {codes[0, a].int().tolist()}  (level, row, col, k)")
+    print(f"row {a} without permute: {wrong[0, a].int().tolist()}  (the 'col' channel of anchor 0 at 4 cells)")
     mismatched = (wrong[0] != codes[0]).any(dim=1).sum().item()
     print(f"rows that differ from the right order: {mismatched} of {len(anchors)}")
     """),

@@ -215,7 +215,8 @@ CELLS = [
     ours, theirs = ssd.match_anchors(diff_boxes, anchors_xyxy), torchvision_matches(diff_boxes)
     for m in range(len(diff_boxes)):
         a = int(diff_iou[m].argmax())
-        print(f"box {m}: best anchor {a} (IoU {diff_iou[m, a]:.3f}); anchors ours {(ours == m).nonzero().flatten().tolist()}, "
+        print(f"box {m}: best anchor {a} (IoU {diff_iou[m, a]:.3f}); "
+              f"anchors ours {(ours == m).nonzero().flatten().tolist()}, "
               f"torchvision {(theirs == m).nonzero().flatten().tolist()}")
     reversed_theirs = torchvision_matches(diff_boxes.flip(0))
     print("torchvision with the boxes listed in the other order gives anchor 1523 to the box now written last:",
@@ -267,7 +268,8 @@ CELLS = [
     gx, gy, gw, gh = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
     ax_, ay_, aw, ah = anchors_cxcywh[a].tolist()
     v0, v1 = cfg.variances
-    by_hand = torch.tensor([(gx - ax_) / (aw * v0), (gy - ay_) / (ah * v0), math.log(gw / aw) / v1, math.log(gh / ah) / v1])
+    by_hand = torch.tensor([(gx - ax_) / (aw * v0), (gy - ay_) / (ah * v0),  # SSD paper, eq. 2
+                            math.log(gw / aw) / v1, math.log(gh / ah) / v1])
     print(f"box 1 cxcywh ({gx}, {gy}, {gw}, {gh}); anchor {a} cxcywh ({ax_}, {ay_}, {aw:.2f}, {ah:.2f})")
     print("by hand:       ", [round(v, 4) for v in by_hand.tolist()])
     print("encode_targets:", [round(v, 4) for v in loc_targets[0, a].tolist()], "class", int(cls_targets[0, a]))
@@ -307,7 +309,8 @@ CELLS = [
     positive = cls_targets[0] > 0  # [A]
     P = int(positive.sum())
     kept0 = hard_negative_mask(ce0[None], positive[None], cfg.neg_pos_ratio)[0]
-    print(f"positives P = {P}, negatives = {cfg.num_anchors - P}; mean CE per anchor {ce0.mean():.2f} (log 4 = {math.log(4):.2f})")
+    print(f"positives P = {P}, negatives = {cfg.num_anchors - P}; "
+          f"mean CE per anchor {ce0.mean():.2f} (log 4 = {math.log(4):.2f})")
     print(f"without mining: background is {ce0[~positive].sum() / ce0.sum():.1%} of the classification loss")
     print(f"with 3:1 mining: background is {ce0[kept0].sum() / (ce0[kept0].sum() + ce0[positive].sum()):.1%}")
     """),
@@ -471,7 +474,8 @@ CELLS = [
     theirs = article_loss(empty_loc_p, empty_cls_p, empty_loc_t, empty_cls_t)
     ours = ssd.multibox_loss(empty_loc_p, empty_cls_p, empty_loc_t, empty_cls_t)
     print(f"article: loss_loc = {theirs['loss_loc'].item()}, loss_cls = {theirs['loss_cls'].item()}")
-    print(f"ours:    loss_loc = {ours['loss_loc'].item():.1f}, loss_cls finite: {bool(torch.isfinite(ours['loss_cls']))}")
+    print(f"ours:    loss_loc = {ours['loss_loc'].item():.1f}, "
+          f"loss_cls finite: {bool(torch.isfinite(ours['loss_cls']))}")
     assert all(torch.isfinite(v) for v in ours.values())
     """),
     markdown(r"""
@@ -482,7 +486,8 @@ CELLS = [
     # NBVAL_CHECK_OUTPUT
     (theirs["loss_loc"] + theirs["loss_cls"]).backward(retain_graph=True)  # the graph is reused for ours below
     poisoned = sum(int(not p.grad.isfinite().all()) for p in trainable.parameters() if p.grad is not None)
-    print(f"parameters with a NaN or inf gradient after the article's loss: {poisoned} of {len(list(trainable.parameters()))}")
+    total = len(list(trainable.parameters()))
+    print(f"parameters with a NaN or inf gradient after the article's loss: {poisoned} of {total}")
     trainable.zero_grad()
     (ours["loss_loc"] + ours["loss_cls"]).backward()
     print("after ours:", sum(int(not p.grad.isfinite().all()) for p in trainable.parameters() if p.grad is not None))

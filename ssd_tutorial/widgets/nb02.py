@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import html
+import io
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -388,23 +389,40 @@ def _error_html(error: Exception) -> str:
     return f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'
 
 
-def _show(out: Any, state: dict, make: Any, table: Any) -> None:
-    """Run ``make()`` -> (fig, rows); show the figure and ``table(rows)`` in ``out``, or the error message."""
-    from IPython.display import HTML, display
+def _figure_bytes(fig: Figure) -> bytes:
+    """The figure as JPEG bytes (the noisy shapes images compress badly as PNG)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=90, bbox_inches="tight", pil_kwargs={"quality": 85})
+    return buffer.getvalue()
 
+
+def _view_area(css_class: str) -> Any:
+    """A VBox(Image, HTML) carrying ``css_class``: the picture and the table (or an error message).
+
+    Plain Image/HTML widgets instead of an ``ipywidgets.Output``: updating them needs no output capture, which
+    keeps headless runs (nbclient/papermill) from stalling on Output-widget messages.
+    """
+    import ipywidgets as widgets
+
+    area = widgets.VBox([widgets.Image(format="jpeg"), widgets.HTML()])
+    area.add_class(css_class)
+    return area
+
+
+def _show(area: Any, state: dict, make: Any, table: Any) -> None:
+    """Run ``make()`` -> (fig, rows); show the figure and ``table(rows)`` in ``area``, or the error message."""
+    image, text = area.children
     try:
         fig, rows = make()
     except (ValueError, TypeError) as error:
         state.update(figure=None, rows=None, error=str(error))
-        with out:
-            out.clear_output(wait=True)
-            display(HTML(_error_html(error)))
+        image.layout.display = "none"
+        text.value = _error_html(error)
         return
     state.update(figure=fig, rows=rows, error=None)  # the previous Figure is dropped here (not in pyplot: no leak)
-    with out:
-        out.clear_output(wait=True)
-        display(fig)
-        display(HTML(table(rows)))
+    image.value = _figure_bytes(fig)
+    image.layout.display = None
+    text.value = table(rows)
 
 
 def anchor_explorer_widget(preset: str = "ssd512_voc", level: int = 0, row: int = 0, col: int = 0, *, seed: int = 0,
@@ -412,8 +430,9 @@ def anchor_explorer_widget(preset: str = "ssd512_voc", level: int = 0, row: int 
     """Sliders for preset, level, row, column, aspect ratios and scale over :func:`anchor_explorer_view`.
 
     The image is ``sample_shapes_image(cfg.image_size, seed, index)`` and its largest box is the ground truth.
-    Returns an ``ipywidgets.VBox`` with ``.controls`` (name -> control) and ``.state`` (last ``figure``,
-    ``rows``, ``error``); the output has CSS class ``ssd-anchor-explorer``, the table ``ssd-anchor-table``.
+    Returns an ``ipywidgets.VBox`` with ``.controls`` (name -> control), ``.state`` (last ``figure``, ``rows``,
+    ``error``) and ``.output``, the VBox(Image, HTML) that shows them: CSS class ``ssd-anchor-explorer``; the
+    table inside has class ``ssd-anchor-table``, an error message ``ssd-widget-error``.
 
     Introduced in: 02_anchor_tiling.ipynb
     """
@@ -438,8 +457,7 @@ def anchor_explorer_widget(preset: str = "ssd512_voc", level: int = 0, row: int 
         "scale": widgets.FloatSlider(1.0, min=0.01, max=3.0, step=0.01, description="box scale",
                                      continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
     }
-    out = widgets.Output()
-    out.add_class(EXPLORER_CLASS)
+    out = _view_area(EXPLORER_CLASS)
     state: dict[str, Any] = {"figure": None, "rows": None, "error": None, "busy": False}
 
     def image_for(name: str) -> tuple[Tensor, Tensor | None]:
@@ -538,8 +556,7 @@ def positive_anchors_widget(preset: str = "ssd512_voc", *, seed: int = 0, index:
         "threshold": widgets.FloatSlider(cfg.iou_threshold, min=0.05, max=1.0, step=0.05, description="IoU ≥",
                                          continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
     }
-    out = widgets.Output()
-    out.add_class(POSITIVES_CLASS)
+    out = _view_area(POSITIVES_CLASS)
     state: dict[str, Any] = {"figure": None, "rows": None, "error": None}
 
     def render(*_: Any) -> None:

@@ -130,16 +130,17 @@ def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0
              label="best anchor on this level (sums to overall)")  # fmt: skip
     bars.axhline(cov["overall"], color="black", linestyle="--", linewidth=1, label=f"overall {cov['overall']:.3f}")
     bars.set_xticks(levels, [f"{k}\n{fm}x{fm}" for k, fm in enumerate(edited.feature_map_sizes)])
-    bars.set_ylim(0.0, 1.0)
+    bars.set_ylim(0.0, 1.32)  # room for the legend above the bars
+    bars.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     bars.set_xlabel("level (feature map)")
     bars.set_ylabel(f"share of the {cov['num_boxes']} boxes")
-    bars.legend(fontsize=7, loc="upper right")
+    bars.legend(fontsize=7, loc="upper left")
     bars.set_title(f"coverage at IoU >= {iou_threshold:g}: {cov['overall']:.1%} ({edited.num_anchors} anchors)",
                    fontsize=9)  # fmt: skip
     wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]  # [M, 2]
     draw_box_shapes(scatter, wh, _anchor_shapes(edited), covered=cov["best_iou"] >= iou_threshold)
-    fig.suptitle(f"{edited.name}: box sizes x {size_scale:g}, aspect ratios per level {ratios_text(edited)}",
-                 fontsize=10)  # fmt: skip
+    ratios = ratios_text(edited) if any(edited.aspect_ratios) else "none (squares only)"
+    fig.suptitle(f"{edited.name}: box sizes x {size_scale:g}, aspect ratios per level: {ratios}", fontsize=10)
     return fig, rows
 
 

@@ -1,0 +1,62 @@
+"""Tests for the live training plot of 06_training.ipynb: fit's log lines parse back into its history."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from ssd_tutorial.config import TINY_SHAPES  # noqa: E402
+from ssd_tutorial.data import ShapesDataset, collate_detection  # noqa: E402
+from ssd_tutorial.model import build_ssd  # noqa: E402
+from ssd_tutorial.train import fit  # noqa: E402
+from ssd_tutorial.widgets.nb06 import LiveHistoryPlot, parse_epoch_line  # noqa: E402
+
+
+def test_parse_hand_written_lines():
+    assert parse_epoch_line("epoch     loss      loc      cls        lr   img/s  mAP@0.5") is None
+    assert parse_epoch_line("") is None
+    assert parse_epoch_line("    3   2.5000   1.0000   1.5000  3.00e-03    41.2") == {
+        "epoch": 3, "loss": 2.5, "loss_loc": 1.0, "loss_cls": 1.5, "lr": 3e-3, "images_per_s": 41.2}
+    record = parse_epoch_line("   12   0.9000   0.3000   0.6000  1.50e-04    40.0   0.9123")
+    assert record["epoch"] == 12 and record["map"] == pytest.approx(0.9123)
+    assert parse_epoch_line("    3   2.5000   oops   1.5000  3.00e-03    41.2") is None
+    with pytest.raises(TypeError, match="must be a str"):
+        parse_epoch_line(3)
+
+
+@pytest.mark.slow
+def test_parses_what_fit_logs():
+    # The format is fit's: if train.py changes it, this test (not the notebook) says so.
+    torch.manual_seed(0)
+    model = build_ssd(TINY_SHAPES)
+    train = DataLoader(ShapesDataset(4, seed=0), batch_size=2, collate_fn=collate_detection)
+    val = DataLoader(ShapesDataset(2, seed=1), batch_size=2, collate_fn=collate_detection)
+    plot = LiveHistoryPlot(epochs=2, show=False)
+    history = fit(model, train, epochs=2, optimizer="adamw", lr=1e-3, warmup_iters=1, schedule="cosine",
+                  val_loader=val, eval_every=2, progress=False, log_fn=plot, max_iters=1)
+    assert [r["epoch"] for r in plot.history] == [1, 2]
+    assert len(plot.lines) == 3  # the header and one line per epoch
+    for parsed, record in zip(plot.history, history):
+        for key in ("loss", "loss_loc", "loss_cls"):
+            assert parsed[key] == pytest.approx(record[key], abs=5e-5)
+        assert parsed["lr"] == pytest.approx(record["lr"], rel=1e-2)
+        assert ("map" in parsed) == ("map" in record)
+    assert plot.history[1]["map"] == pytest.approx(history[1]["map"], abs=5e-5)
+
+
+def test_live_plot_redraws_a_new_figure_per_epoch():
+    plot = LiveHistoryPlot([{"epoch": 1, "loss": 3.0, "loss_loc": 1.0, "loss_cls": 2.0}], epochs=4, show=False)
+    first = plot.figure
+    plot("epoch     loss      loc      cls        lr   img/s  mAP@0.5")
+    assert plot.figure is first  # the header does not redraw
+    plot("    2   2.0000   0.5000   1.5000  1.00e-03    10.0   0.5000")
+    assert plot.figure is not first and [r["epoch"] for r in plot.history] == [1, 2]
+    loss_ax, map_ax = plot.figure.axes[:2]
+    assert list(loss_ax.lines[0].get_ydata()) == [3.0, 2.0]
+    assert list(map_ax.lines[0].get_xdata()) == [2] and list(map_ax.lines[0].get_ydata()) == [0.5]
+    assert loss_ax.get_xlim() == (0.5, 4.5)
