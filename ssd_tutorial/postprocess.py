@@ -74,20 +74,28 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
     """
     _check_inputs(loc_preds, cls_logits, anchors_cxcywh, cfg)
     B, A, C = cls_logits.shape
-    boxes = cxcywh_to_xyxy(decode_boxes(loc_preds, anchors_cxcywh, cfg.variances))  # [B, A, 4]
-    boxes = boxes.clamp(min=0, max=cfg.image_size)
     # Scores in the boxes' dtype: NMS needs both alike (fp16 logits under autocast, fp32 anchors).
-    scores = cls_logits.to(boxes.dtype).softmax(dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, A] object classes
+    dtype = torch.promote_types(loc_preds.dtype, anchors_cxcywh.dtype)
+    scores = cls_logits.to(dtype).softmax(dim=-1)[..., 1:]  # [B, A, C-1] object classes only
+    scores = scores.transpose(1, 2).contiguous()  # [B, C-1, A]: one row per (image, class)
 
-    k = min(cfg.pre_nms_top_k, A)
-    top_scores, top_anchor = scores.topk(k, dim=2)  # [B, C-1, k] each
-    # Flat indices into [B, C-1, k]: candidates come out grouped by (image, class), best first.
-    flat = (top_scores > cfg.score_threshold).flatten().nonzero().squeeze(1)  # [K]
-    image = flat // ((C - 1) * k)  # [K]
-    cand_labels = (flat // k) % (C - 1) + 1  # [K], back to ids where 0 is background
-    anchor = top_anchor.flatten()[flat]  # [K]
-    cand_boxes = boxes.reshape(B * A, 4)[image * A + anchor]  # [K, 4]
-    cand_scores = top_scores.flatten()[flat]  # [K]
+    candidate = scores > cfg.score_threshold  # [B, C-1, A]
+    k = cfg.pre_nms_top_k
+    crowded = candidate.sum(dim=2) > k  # [B, C-1] rows with more than k candidates
+    if crowded.any():  # keep only the k best of those rows
+        top = scores[crowded].topk(k, dim=1).indices  # [R, k]
+        best = torch.zeros_like(candidate[crowded]).scatter_(1, top, True)  # [R, A]
+        candidate[crowded] &= best
+    # Flat indices into [B, C-1, A]: candidates come out grouped by (image, class).
+    flat = candidate.flatten().nonzero().squeeze(1)  # [K]
+    image = flat // ((C - 1) * A)  # [K]
+    cand_labels = (flat // A) % (C - 1) + 1  # [K], back to ids where 0 is background
+    anchor = flat % A  # [K]
+    cand_scores = scores.flatten()[flat]  # [K]
+    # Decode only the candidates: offsets -> cxcywh -> xyxy, clipped to the image.
+    deltas = loc_preds.reshape(B * A, 4)[image * A + anchor]  # [K, 4]
+    cand_boxes = cxcywh_to_xyxy(decode_boxes(deltas.to(dtype), anchors_cxcywh[anchor].to(dtype), cfg.variances))
+    cand_boxes = cand_boxes.clamp(min=0, max=cfg.image_size)  # [K, 4]
 
     keep = _grouped_nms(cand_boxes, cand_scores, image * C + cand_labels, cfg.nms_threshold)  # by score, desc
     # A stable sort by image keeps the score order inside each image; then cap each image's count.

@@ -254,11 +254,11 @@ def press_on_slider(widget: Any, label: str, key: str = "ArrowRight") -> None:
 
 
 def wait_until_changed(read: Any, before: Any, timeout_s: float, what: str) -> Any:
-    """Poll ``read()`` until it differs from ``before``; return the new value."""
+    """Poll ``read()`` until it gives a non-empty value other than ``before``; return it."""
     deadline = time.monotonic() + timeout_s
     while True:
         now = read()
-        if now != before and now is not None:
+        if now != before and now:  # not the empty moment between clear_output and the new display
             return now
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not change within {timeout_s} s")

@@ -30,8 +30,8 @@ from browser_helpers import (
     open_notebook,
     press_on_slider,
     shut_down_kernels,
-    start_run_all,
     slider_readout,
+    start_run_all,
     table_rows,
     wait_for_notebook,
     wait_until_changed,
@@ -190,8 +190,10 @@ def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
     from ssd_tutorial.widgets import anchor_explorer_view
 
     server, page = lab[0], started[NB02]
+    T=time.monotonic()
     with screenshots(page, NB02) as shot:
         _ran_without_errors(page, server, NB02, shot)
+        print("T ran", time.monotonic()-T)
 
         output = page.locator(".ssd-anchor-explorer")
         assert output.count() == 1, f"expected one anchor explorer (.ssd-anchor-explorer), found {output.count()}"
@@ -203,18 +205,24 @@ def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
         level, row, col = (int(slider_readout(explorer, label)) for label in ("level", "row i (y)", "col j (x)"))
         src_before, rows_before = _image_src(output), table_rows(table)
         picture_before = output.locator("img").first.screenshot()
+        print("T before", time.monotonic()-T)
         shot("explorer_before")
+        print("T shot", time.monotonic()-T)
 
+        pressed = time.monotonic()
         press_on_slider(explorer, "col j (x)", "ArrowRight")
         src_after = wait_until_changed(lambda: _image_src(output), src_before, REDRAW_TIMEOUT_S, "the explorer figure")
         rows_after = wait_until_changed(lambda: table_rows(table), rows_before, REDRAW_TIMEOUT_S, "the table")
+        print(f"{NB02}: explorer redrawn {time.monotonic() - pressed:.1f} s after the key press")
         shot("explorer_after")
 
+        print("T after", time.monotonic()-T)
         assert slider_readout(explorer, "col j (x)") == str(col + 1)
         assert src_after != src_before and output.locator("img").first.screenshot() != picture_before
         # One cell to the right: same anchor shapes, flat indices one location (k anchors) further, centre one step.
         _, expected = anchor_explorer_view("ssd512_voc", level, row, col + 1)
         per_location = len(expected)
+        print("T view", time.monotonic()-T)
         assert len(rows_before) == len(rows_after) == per_location, (rows_before, rows_after)
         for before, after, want in zip(rows_before, rows_after, expected):
             k, index, shape, w, h, iou, _ = after
@@ -248,9 +256,11 @@ def test_threshold_widget_redraws_when_a_slider_moves(lab, started):
         picture_before = widget.locator("img").first.screenshot()
         shot("threshold_before")
 
+        pressed = time.monotonic()
         press_on_slider(widget, "score threshold", "ArrowRight")
         src_after = wait_until_changed(lambda: _image_src(widget), src_before, REDRAW_TIMEOUT_S, "the detections")
         numbers_after = wait_until_changed(read_numbers, numbers_before, REDRAW_TIMEOUT_S, "the numbers")
+        print(f"{NB07}: threshold widget redrawn {time.monotonic() - pressed:.1f} s after the key press")
         shot("threshold_after")
 
         assert src_after != src_before and widget.locator("img").first.screenshot() != picture_before
