@@ -55,9 +55,9 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
 
     The steps, for the whole batch at once (NMS groups are image * C + class):
 
-    1. decode the offsets (``cfg.variances``), convert to xyxy, clip to ``[0, cfg.image_size]``;
-    2. softmax over classes; for each object class c >= 1 of each image keep the at most
+    1. softmax over classes; for each object class c >= 1 of each image keep the at most
        ``cfg.pre_nms_top_k`` best scores that are > ``cfg.score_threshold``;
+    2. decode their offsets (``cfg.variances``), convert to xyxy, clip to ``[0, cfg.image_size]``;
     3. NMS per image and class at ``cfg.nms_threshold``;
     4. per image, the best ``cfg.max_detections`` over all classes, by descending score.
 
@@ -81,7 +81,7 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
 
     candidate = scores > cfg.score_threshold  # [B, C-1, A]
     k = cfg.pre_nms_top_k
-    crowded = candidate.sum(dim=2) > k  # [B, C-1] rows with more than k candidates
+    crowded = candidate.sum(dim=2, dtype=torch.int32) > k  # [B, C-1] rows with more than k candidates
     if crowded.any():  # keep only the k best of those rows
         top = scores[crowded].topk(k, dim=1).indices  # [R, k]
         best = torch.zeros_like(candidate[crowded]).scatter_(1, top, True)  # [R, A]

@@ -140,8 +140,9 @@ def launch_chromium(playwright: Any) -> Any:
 
 
 def open_notebook(page: Any, server: LabServer, name: str, timeout_s: float = 60.0, *, wait: bool = True) -> None:
-    """Open ``name`` in JupyterLab; with ``wait``, also :func:`wait_for_notebook`."""
-    page.goto(server.url(name), timeout=timeout_s * 1000)
+    """Open ``name`` in JupyterLab; with ``wait``, also :func:`wait_for_notebook` (without, return as soon as the
+    server answers, so several pages load side by side)."""
+    page.goto(server.url(name), timeout=timeout_s * 1000, wait_until="load" if wait else "commit")
     if wait:
         wait_for_notebook(page, server, name, timeout_s)
 

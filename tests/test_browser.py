@@ -10,6 +10,7 @@ deleted when the test passes and kept (its path printed) when it fails or SSD_BR
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ from browser_helpers import (
 )
 from nbformat.v4 import new_code_cell, new_notebook
 from notebook_harness import NOTEBOOK_DIR
+
+from ssd_tutorial.config import SSD512_VOC  # no torch import: the test process stays light
 
 pytestmark = pytest.mark.browser
 
@@ -186,14 +189,23 @@ def test_an_error_in_a_cell_is_seen(lab, started):
     assert re.fullmatch(r"\[\d+\]:", prompts[1]) and not re.fullmatch(r"\[\d+\]:", prompts[2]), prompts
 
 
-def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
-    from ssd_tutorial.widgets import anchor_explorer_view
+def _explorer_rows(level: int, row: int, col: int) -> list[tuple[int, float, float]]:
+    """(flat index, w, h) of each anchor at (row, col) of ``level`` of SSD512, worked out by hand: squares s_k and
+    sqrt(s_k s_k+1), then a lying and a standing box per aspect ratio; indices level by level, row, column, k."""
+    cfg = SSD512_VOC
+    s_k, s_next = cfg.box_sizes[level], cfg.box_sizes[level + 1]
+    shapes = [(s_k, s_k), (math.sqrt(s_k * s_next),) * 2]
+    for ratio in cfg.aspect_ratios[level]:
+        shapes += [(s_k * math.sqrt(ratio), s_k / math.sqrt(ratio)), (s_k / math.sqrt(ratio), s_k * math.sqrt(ratio))]
+    fm, k = cfg.feature_map_sizes[level], len(shapes)
+    first = sum(f * f * (2 + 2 * len(r)) for f, r in zip(cfg.feature_map_sizes[:level], cfg.aspect_ratios))
+    return [(first + (row * fm + col) * k + kk, w, h) for kk, (w, h) in enumerate(shapes)]
 
+
+def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
     server, page = lab[0], started[NB02]
-    T=time.monotonic()
     with screenshots(page, NB02) as shot:
         _ran_without_errors(page, server, NB02, shot)
-        print("T ran", time.monotonic()-T)
 
         output = page.locator(".ssd-anchor-explorer")
         assert output.count() == 1, f"expected one anchor explorer (.ssd-anchor-explorer), found {output.count()}"
@@ -205,9 +217,7 @@ def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
         level, row, col = (int(slider_readout(explorer, label)) for label in ("level", "row i (y)", "col j (x)"))
         src_before, rows_before = _image_src(output), table_rows(table)
         picture_before = output.locator("img").first.screenshot()
-        print("T before", time.monotonic()-T)
         shot("explorer_before")
-        print("T shot", time.monotonic()-T)
 
         pressed = time.monotonic()
         press_on_slider(explorer, "col j (x)", "ArrowRight")
@@ -216,22 +226,20 @@ def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
         print(f"{NB02}: explorer redrawn {time.monotonic() - pressed:.1f} s after the key press")
         shot("explorer_after")
 
-        print("T after", time.monotonic()-T)
         assert slider_readout(explorer, "col j (x)") == str(col + 1)
         assert src_after != src_before and output.locator("img").first.screenshot() != picture_before
-        # One cell to the right: same anchor shapes, flat indices one location (k anchors) further, centre one step.
-        _, expected = anchor_explorer_view("ssd512_voc", level, row, col + 1)
-        per_location = len(expected)
-        print("T view", time.monotonic()-T)
-        assert len(rows_before) == len(rows_after) == per_location, (rows_before, rows_after)
-        for before, after, want in zip(rows_before, rows_after, expected):
-            k, index, shape, w, h, iou, _ = after
-            assert (int(k), int(index), shape) == (want["k"], want["index"], want["shape"]), (after, want)
-            assert int(index) == int(before[1]) + per_location
-            assert (w, h) == (f"{want['w']:.1f}", f"{want['h']:.1f}") == (before[3], before[4])
+        # One cell to the right (SSD paper, section 2.2; order of default_boxes): the same anchor shapes, flat
+        # indices one location (k anchors) further on, the centre one step to the right.
+        want = _explorer_rows(level, row, col + 1)
+        assert len(rows_before) == len(rows_after) == len(want), (rows_before, rows_after)
+        for before, after, (index, w, h) in zip(rows_before, rows_after, want):
+            assert (int(after[1]), after[3], after[4]) == (index, f"{w:.1f}", f"{h:.1f}"), (after, index, w, h)
+            assert int(after[1]) == int(before[1]) + len(want) and after[2:5] == before[2:5], (before, after)
         assert [r[5] for r in rows_after] != [r[5] for r in rows_before], "the IoU column did not change"
+        step = SSD512_VOC.steps[level]
         caption = table.locator("caption").inner_text()
-        assert f"col {col + 1})" in caption and f"centre ({expected[0]['cx']:.1f}, {expected[0]['cy']:.1f})" in caption
+        assert f"col {col + 1})" in caption, caption
+        assert f"centre ({(col + 1.5) * step:.1f}, {(row + 0.5) * step:.1f}) px" in caption, caption
 
 
 def test_threshold_widget_redraws_when_a_slider_moves(lab, started):

@@ -112,3 +112,17 @@ def test_widget_slider_redraws_and_shows_errors_in_output():
     assert widget.state["figure"] is None and "iou_threshold" in widget.state["error"]
     slider.value = 0.5
     assert widget.state["error"] is None and widget.state["rows"] == first
+
+
+def test_widget_output_holds_picture_and_table_or_the_error():
+    pytest.importorskip("ipywidgets")
+    image, boxes, labels = _image_and_boxes()
+    widget = nb05.matching_widget(image, boxes, ANCHORS, labels=labels)
+    outputs = widget.output.outputs
+    assert len(outputs) == 2
+    assert outputs[0]["data"]["image/png"]  # the figure, as a PNG
+    assert 'class="ssd-matching-table"' in outputs[1]["data"]["text/html"]
+    assert "ssd-matching-widget" in widget.output._dom_classes
+    widget.controls["threshold"].value = 0.0
+    (only,) = widget.output.outputs
+    assert "ssd-widget-error" in only["data"]["text/html"] and "iou_threshold" in only["data"]["text/html"]

@@ -34,7 +34,7 @@ CELLS = [
     CHECKPOINT = "tiny_shapes"
     IMAGE_SEED, IMAGE_INDEX = 5, 15
     IOU_THRESHOLD = 0.5
-    NUM_SCAN_IMAGES = 1000
+    NUM_SCAN_IMAGES = 500
     """, "parameters"),
     code(r"""
     %matplotlib inline
@@ -110,7 +110,8 @@ CELLS = [
         greedy_anchor[m] = a
         remaining[m, :] = -1.0  # box m is served
         remaining[:, a] = -1.0  # anchor a is taken
-        print(f"round {round_}: IoU {best:.3f} -> box {m} takes anchor {a} (cxcywh {anchors_cxcywh[a].tolist()})")
+        cxcywh = [round(v, 1) for v in anchors_cxcywh[a].tolist()]
+        print(f"round {round_}: IoU {best:.3f} -> box {m} takes anchor {a} (cxcywh {cxcywh})")
     """),
     markdown(r"""
     The rounds take the best overlaps first: the big square (box 0) is served first, the 13-pixel square
@@ -185,7 +186,7 @@ CELLS = [
     anchor **independently** (`iou.max(dim=1)`), and the assignments are written box after box. When two boxes
     have the same best anchor, the box written last keeps it and the other box gets nothing from step 1.
 
-    How often does that happen? We match a thousand generated images with both rules:
+    How often does that happen? We match a few hundred generated images with both rules:
     """),
     code(r"""
     tv_matcher = SSDMatcher(IOU_THRESHOLD)
@@ -223,12 +224,14 @@ CELLS = [
           f"box {1 - int(reversed_theirs[1523])} of the original order")
     """),
     code(r"""
+    shared = torch.zeros_like(ours, dtype=torch.bool)
+    shared[1523] = True  # drawn solid; the other positives dashed
     fig = Figure(figsize=(10, 5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    viz.draw_matches(left, diff_image, diff_boxes, anchors_xyxy, ours, highlight=ours >= 0)
-    left.set_title("article / ssd_tutorial: greedy step")
-    viz.draw_matches(right, diff_image, diff_boxes, anchors_xyxy, theirs, highlight=theirs >= 0)
-    right.set_title("torchvision SSDMatcher: last box wins")
+    viz.draw_matches(left, diff_image, diff_boxes, anchors_xyxy, ours, highlight=shared)
+    left.set_title(f"article / ssd_tutorial: anchor 1523 -> box {int(ours[1523])} (greedy step)")
+    viz.draw_matches(right, diff_image, diff_boxes, anchors_xyxy, theirs, highlight=shared)
+    right.set_title(f"torchvision SSDMatcher: anchor 1523 -> box {int(theirs[1523])} (last box wins)")
     fig
     """),
     markdown(r"""
@@ -319,8 +322,10 @@ CELLS = [
     cheapest way down is to predict background for every anchor, and the few positives barely count. SSD's
     answer is **hard negative mining** (SSD paper, section 2.2): per image, keep all positives and only the
     `3 × P` negatives with the **largest** loss, the ones the network currently gets most wrong. Ignored
-    negatives contribute nothing. (The package's `SSD` also starts its class heads with a 0.99 background
-    prior, as RetinaNet does, so the first steps are not wasted learning that background is common.)
+    negatives contribute nothing. Background still makes most of the loss (the kept negatives are the hardest,
+    and there are three per positive), but no longer drowns the positives. (The package's `SSD` also starts
+    its class heads with a 0.99 background prior, as RetinaNet does, so the first steps are not wasted
+    learning that background is common.)
 
     Mining matters most for a network that has learnt something: let's load the trained model and look at
     where its hardest negatives are.
@@ -408,7 +413,7 @@ CELLS = [
         value_ax.plot(x.detach(), loss.detach(), style, label=name, linewidth=2)
         grad_ax.plot(x.detach(), grad, style, label=name, linewidth=2)
     value_ax.set(xlabel="x = prediction - target", ylabel="loss", title="loss")
-    grad_ax.set(xlabel="x = prediction - target", ylabel="d loss / dx", title="gradient: smooth-L1 is capped at +-1")
+    grad_ax.set(xlabel="x = prediction - target", ylabel="d loss / dx", title="gradient: smooth-L1 is capped at ±1")
     value_ax.legend()
     fig
     """),

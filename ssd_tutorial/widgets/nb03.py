@@ -211,7 +211,8 @@ def source_features(model: nn.Module, image: Tensor) -> list[Tensor]:
         got = f"{image.dtype} {list(image.shape)}" if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"image must be a float Tensor[3, {S}, {S}] in [0, 1], got {got}")
     with torch.no_grad():
-        x = (image[None].to(model.image_mean.dtype) - model.image_mean) / model.image_std  # [1, 3, S, S]
+        x = image[None].to(device=model.image_mean.device, dtype=model.image_mean.dtype)  # [1, 3, S, S]
+        x = (x - model.image_mean) / model.image_std
         features = model.backbone(x)
     return [f[0] for f in features]  # L x [C, H, W]
 

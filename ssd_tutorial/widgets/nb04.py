@@ -278,7 +278,7 @@ def anchor_prediction_explorer(model: nn.Module, image: Tensor) -> Any:
 
     cfg = model.cfg
     with torch.no_grad():
-        loc_preds, cls_logits = model.forward_heads(image[None])  # [1, A, 4], [1, A, C]
+        loc_preds, cls_logits = model.forward_heads(image[None].to(model.anchors.device))  # [1, A, 4], [1, A, C]
     anchors = model.anchors
 
     def slider(name: str, high: int) -> Any:

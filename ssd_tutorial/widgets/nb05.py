@@ -130,6 +130,26 @@ def _error_html(error: Exception) -> str:
     return f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'
 
 
+def _figure_png(fig: Figure) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _fill(out: Any, *items: Any) -> None:
+    """Replace the contents of the Output widget ``out`` with display objects, set as its state.
+
+    Setting ``out.outputs`` from the kernel (instead of ``with out: display(...)``) sends no output
+    messages for a front end to route; nbclient (papermill, nbbuild) sometimes stalls until its cell
+    timeout on those routed messages.
+    """
+    out.outputs = ()
+    for item in items:
+        out.append_display_data(item)
+
+
 def matching_widget(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Tensor, *,
                     labels: Tensor | Sequence[int] | None = None, class_names: Sequence[str] | None = None,
                     iou_threshold: float = 0.5) -> Any:  # fmt: skip
@@ -142,7 +162,7 @@ def matching_widget(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Te
     Introduced in: 05_loss.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML, display
+    from IPython.display import HTML, Image
 
     from .nb02 import rows_to_html
 
@@ -158,16 +178,12 @@ def matching_widget(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Te
                                       class_names=class_names)  # fmt: skip
         except (ValueError, TypeError) as error:
             state.update(figure=None, rows=None, error=str(error))
-            with out:
-                out.clear_output(wait=True)
-                display(HTML(_error_html(error)))
+            _fill(out, HTML(_error_html(error)))
             return
         state.update(figure=fig, rows=rows, error=None)  # the old Figure is dropped (not in pyplot: no leak)
         caption = f"{sum(r['positives'] for r in rows)} positive anchors at IoU ≥ {slider.value:.2f}"
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
-            display(HTML(rows_to_html(rows, MATCHING_COLUMNS, MATCHING_TABLE_CLASS, caption)))
+        _fill(out, Image(data=_figure_png(fig), format="png"),
+              HTML(rows_to_html(rows, MATCHING_COLUMNS, MATCHING_TABLE_CLASS, caption)))
 
     slider.observe(render, names="value")
     box = widgets.VBox([slider, out])
