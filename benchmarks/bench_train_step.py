@@ -183,7 +183,7 @@ def comparisons(opts: BenchOptions) -> Iterator[Comparison]:
             checks = dict(ours_check=_train_step(model, ours_loss, opts, False),
                           theirs_check=_train_step(twin, theirs_loss, opts, False))  # fmt: skip
         # Counted on one image (convolutions are linear in the batch), so big models do not run a third step.
-        flops = batch * count_flops(lambda: sum(model(images[:1], targets[:1]).values()).backward())
+        flops = batch * count_flops(lambda m=model, x=images[:1], t=targets[:1]: sum(m(x, t).values()).backward())
         model.zero_grad(set_to_none=True)
         backbone = "VGG16" if cfg.backbone == "vgg16" else cfg.backbone
         yield Comparison(

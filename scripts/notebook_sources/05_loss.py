@@ -183,8 +183,9 @@ CELLS = [
 
     torchvision's SSD matches with `torchvision.models.detection._utils.SSDMatcher`. Its step 2 is the same
     (every anchor with IoU ≥ 0.5 takes its best box). Its step 1 is not greedy: each box takes its own best
-    anchor **independently** (`iou.max(dim=1)`), and the assignments are written box after box. When two boxes
-    have the same best anchor, the box written last keeps it and the other box gets nothing from step 1.
+    anchor **independently** (`iou.max(dim=1)`), all written at once with `matches[best_anchor] = arange(M)`.
+    When two boxes have the same best anchor, only one of the two writes survives (on the CPU, the box listed
+    last) and the other box gets nothing from step 1.
 
     How often does that happen? We match a few hundred generated images with both rules:
     """),
@@ -500,8 +501,8 @@ CELLS = [
     markdown(r"""
     Ours stays finite: the empty image keeps its 3 hardest negatives (as if P were 1), so it still pushes the
     network towards "background" where it sees objects that are not there, and dividing by max(P, 1) = 1 is
-    safe. With batches of 32 an all-empty batch is rare, but at the article's batch size of 4 it happens about
-    once every 10 000 batches: a long run would meet it.
+    safe. With one image in ten empty, as here, an all-empty batch of 32 practically never happens, but at the
+    article's batch size of 4 it comes once every 10 000 batches or so: a long run would meet it.
 
     ## Recap
 

@@ -174,7 +174,8 @@ CELLS = [
               f"cls {losses['loss_cls'].item():.3f}), lr {hand_lrs[-1]:.2e}")
     """),
     markdown(r"""
-    The loss falls from the first steps. The package's `fit` runs exactly this loop and adds what a real run
+    In these first steps the learning rate is still tiny (the warm-up, below), so the loss moves little; the
+    full run follows. The package's `fit` runs exactly this loop and adds what a real run
     needs: epoch averages and a progress bar, validation mAP after each epoch, checkpoints (`last.pt` every
     epoch, `best.pt` at the best validation mAP), exact resume, optional TensorBoard / ClearML logging, mixed
     precision on CUDA, and DistributedDataParallel when started with `torchrun`.
