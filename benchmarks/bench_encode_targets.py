@@ -1,6 +1,6 @@
 """encode_targets (whole batch at once) vs torchvision's per-image SSD target matching and encoding.
 
-    python benchmarks/bench_encode_targets.py [--batch 32] [--boxes 10] [--repeats 5] [--device cpu] [--threads N]
+    python -m benchmarks.bench_encode_targets [--batch 32] [--boxes 10] [--repeats 5] [--device cpu] [--threads N]
 
 torchvision side, per image, as in ``torchvision.models.detection.SSD.compute_loss``:
 ``SSDMatcher(0.5)(box_iou(boxes, anchors))`` then ``BoxCoder((10, 10, 5, 5)).encode_single`` of the
@@ -12,9 +12,7 @@ targets on every image where the two rules agree (no two boxes share their best 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torchvision.models.detection._utils import BoxCoder, SSDMatcher
@@ -24,6 +22,8 @@ from ssd_tutorial.anchors import default_boxes
 from ssd_tutorial.boxes import cxcywh_to_xyxy
 from ssd_tutorial.config import SSD300_VOC
 from ssd_tutorial.matching import encode_targets
+
+from .common import BenchOptions, Comparison, Mismatch, median_times
 
 
 def make_targets(batch: int, boxes: int, image_size: int, num_classes: int, seed: int, device: str) -> list[dict]:
@@ -56,19 +56,49 @@ def torchvision_targets(targets: list[dict], anchors_xyxy: torch.Tensor) -> tupl
 
 def median_ms(functions: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, float]:
     """Median wall time of each function in ms; the functions take turns so load affects both alike."""
-    times: dict[str, list[float]] = {name: [] for name in functions}
     for function in functions.values():  # warm-up
         function()
-    for _ in range(repeats):
-        for name, function in functions.items():
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            function()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
+    times = median_times(list(functions.values()), repeats, device)
+    return {name: t * 1e3 for name, t in zip(functions, times)}
+
+
+def agreeing_images(targets: list[dict], anchors_xyxy: torch.Tensor) -> torch.Tensor:
+    """Tensor[B] bool: images where the two matching rules agree (no two boxes share their best anchor)."""
+    best = [box_iou(t["boxes"], anchors_xyxy).argmax(dim=1) for t in targets]  # [M] per image
+    return torch.tensor([row.unique().numel() == row.numel() for row in best])
+
+
+def same_targets(ours: tuple[torch.Tensor, torch.Tensor], theirs: tuple[torch.Tensor, torch.Tensor],
+                 agree: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """Tensor[B] bool: images whose loc and class targets are the same for both."""
+    (loc, cls), (tv_loc, tv_cls) = ours, theirs
+    same_cls = (cls == tv_cls).all(dim=1).cpu()
+    same_loc = torch.isclose(loc, tv_loc, rtol=1e-5, atol=1e-5).all(dim=2).all(dim=1).cpu()
+    return same_cls & same_loc
+
+
+def comparisons(opts: BenchOptions) -> Iterator[Comparison]:
+    """The target-encoding line of ``python -m benchmarks.run``: B = 32 (4 with ``quick``), 10 boxes per image."""
+    cfg, batch, boxes = SSD300_VOC, (4 if opts.quick else 32), 10
+    anchors = default_boxes(cfg).to(opts.device)
+    anchors_xyxy = cxcywh_to_xyxy(anchors)
+    targets = make_targets(batch, boxes, cfg.image_size, cfg.num_classes, opts.seed, opts.device)
+    agree = agreeing_images(targets, anchors_xyxy)
+
+    def same(ours: tuple[torch.Tensor, torch.Tensor], theirs: tuple[torch.Tensor, torch.Tensor]) -> str:
+        if not agree.any():
+            raise Mismatch("no image where the matching rules agree; nothing to compare")
+        same = same_targets(ours, theirs, agree)
+        if not same[agree].all():
+            raise Mismatch(f"targets differ on {int((~same[agree]).sum())} images where the rules agree")
+        return f"same targets on the {int(agree.sum())}/{batch} images where the matching rules agree"
+
+    yield Comparison(
+        what=f"target encoding, B={batch}, {cfg.name} anchors ({anchors.shape[0]}), {boxes} boxes/img",
+        ours_name="encode_targets", theirs_name="SSDMatcher + BoxCoder.encode per image",
+        ours=lambda: encode_targets(targets, anchors, cfg), theirs=lambda: torchvision_targets(targets, anchors_xyxy),
+        same=same, goal=5.0, note="rules differ only where two boxes share their best anchor",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -91,11 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     loc, cls = encode_targets(targets, anchors, cfg)
     tv_loc, tv_cls = torchvision_targets(targets, anchors_xyxy)
     # The rules agree on an image when no two of its boxes share their best anchor.
-    best = torch.stack([box_iou(t["boxes"], anchors_xyxy).argmax(dim=1) for t in targets])  # [B, M]
-    agree = torch.tensor([row.unique().numel() == row.numel() for row in best])
-    same_cls = (cls == tv_cls).all(dim=1).cpu()
-    same_loc = torch.isclose(loc, tv_loc, rtol=1e-5, atol=1e-5).all(dim=2).all(dim=1).cpu()
-    if not (same_cls[agree].all() and same_loc[agree].all()):
+    agree = agreeing_images(targets, anchors_xyxy)
+    if not same_targets((loc, cls), (tv_loc, tv_cls), agree)[agree].all():
         raise SystemExit("encode_targets and torchvision differ on an image where the rules agree")
 
     times = median_ms(

@@ -9,8 +9,8 @@ not yet taken) agree, and so must the numbers:
 
 * VOC07 mAP@0.5: ours vs pycocotools ``COCOeval`` run with IoU 0.5, the 11 recall points 0, 0.1, …, 1,
   one area range and no cap on detections per image, which is exactly the VOC 2007 11-point AP, per class;
-* COCO mAP@[.5:.95], @.5, @.75: ``coco_map`` vs torchmetrics ``MeanAveragePrecision`` (if installed) and
-  vs pycocotools run directly with its defaults.
+* COCO mAP@[.5:.95], @.5, @.75: ``coco_map`` vs torchmetrics ``MeanAveragePrecision`` (if installed; given
+  pycocotools' float64 thresholds, see :func:`torchmetrics_map`) and vs pycocotools run directly.
 """
 
 from __future__ import annotations
@@ -119,10 +119,17 @@ def pycocotools_map(detections: list[dict], targets: list[dict], voc07: bool) ->
 
 
 def torchmetrics_map(detections: list[dict], targets: list[dict]) -> dict[str, float]:
-    """torchmetrics ``MeanAveragePrecision`` (pycocotools backend): ``{"map", "map_50", "map_75"}``."""
+    """torchmetrics ``MeanAveragePrecision`` (pycocotools backend): ``{"map", "map_50", "map_75"}``.
+
+    Given pycocotools' own IoU and recall thresholds: its defaults come from a float32 ``torch.linspace``
+    (0.07 becomes 0.0700000003), so a recall of exactly 7/100 misses the 0.07 point and AP50 can differ from
+    pycocotools' by more than 1e-4 (0.4709 vs 0.4715 on the 100 images of ``--quick``).
+    """
     from torchmetrics.detection import MeanAveragePrecision
 
-    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox",
+                                  iou_thresholds=np.linspace(0.5, 0.95, 10).tolist(),
+                                  rec_thresholds=np.linspace(0.0, 1.0, 101).tolist())  # fmt: skip
     metric.update(detections, targets)
     out = metric.compute()
     return {k: float(out[k]) for k in ("map", "map_50", "map_75")}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import torch
@@ -21,8 +21,10 @@ from torchvision.models.detection.ssd import SSD as TorchvisionSSD
 
 from ssd_tutorial.anchors import default_boxes
 from ssd_tutorial.boxes import cxcywh_to_xyxy
-from ssd_tutorial.config import SSD300_VOC
+from ssd_tutorial.config import SSD300_VOC, SSDConfig
 from ssd_tutorial.postprocess import decode_detections
+
+from .common import BenchOptions, Comparison, Mismatch, same_detections
 
 # Random head outputs (logits * scale, background logit + shift) with few to many candidates (scores
 # above 0.01): "sparse" ~20 per image (a confident trained model), "medium" ~4300 per image,
@@ -48,16 +50,56 @@ def _median_seconds(fns: list[Callable[[], object]], repeats: int) -> list[tuple
 
 def _same(ours: list[dict], theirs: list[dict]) -> bool:
     """Same detections per image, up to the order of exactly tied scores."""
-    for a, b in zip(ours, theirs, strict=True):
-        if len(a["scores"]) != len(b["scores"]) or not torch.allclose(a["scores"], b["scores"], rtol=1e-6):
-            return False
-        key_a = sorted(zip(a["scores"].tolist(), a["labels"].tolist(), a["boxes"].round(decimals=3).tolist()))
-        key_b = sorted(zip(b["scores"].tolist(), b["labels"].tolist(), b["boxes"].round(decimals=3).tolist()))
-        if [k[:2] for k in key_a] != [k[:2] for k in key_b]:
-            return False
-        if not torch.allclose(torch.tensor([k[2] for k in key_a]), torch.tensor([k[2] for k in key_b]), atol=2e-3):
-            return False
+    try:
+        same_detections(ours, theirs)
+    except Mismatch:
+        return False
     return True
+
+
+def _regime_inputs(cfg: SSDConfig, batch_size: int, scale: float, shift: float,
+                   device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    loc_preds = torch.randn(batch_size, cfg.num_anchors, 4, generator=g)
+    cls_logits = torch.randn(batch_size, cfg.num_anchors, cfg.num_classes, generator=g) * scale
+    cls_logits[..., 0] += shift
+    return loc_preds.to(device), cls_logits.to(device)
+
+
+def _torchvision_postprocess(cfg: SSDConfig, anchors_xyxy: torch.Tensor, loc_preds: torch.Tensor,
+                             cls_logits: torch.Tensor) -> list[dict]:  # fmt: skip
+    fake_self = SimpleNamespace(box_coder=BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)), score_thresh=cfg.score_threshold,
+                                topk_candidates=cfg.pre_nms_top_k, nms_thresh=cfg.nms_threshold,
+                                detections_per_img=cfg.max_detections)  # fmt: skip
+    B = loc_preds.shape[0]
+    head_outputs = {"bbox_regression": loc_preds, "cls_logits": cls_logits}
+    return TorchvisionSSD.postprocess_detections(fake_self, head_outputs, [anchors_xyxy] * B,
+                                                 [(cfg.image_size, cfg.image_size)] * B)  # fmt: skip
+
+
+def comparisons(opts: BenchOptions) -> Iterator[Comparison]:
+    """The detection lines of ``python -m benchmarks.run``: one per regime, B = 32 (2 with ``quick``)."""
+    cfg = SSD300_VOC
+    batch = 2 if opts.quick else 32
+    anchors = default_boxes(cfg).to(opts.device)
+    anchors_xyxy = cxcywh_to_xyxy(anchors)
+    for regime, (scale, shift) in REGIMES.items():
+        loc_preds, cls_logits = _regime_inputs(cfg, batch, scale, shift, opts.device)
+        candidates = int((cls_logits.softmax(-1)[..., 1:] > cfg.score_threshold).sum()) // batch
+
+        def ours(loc_preds=loc_preds, cls_logits=cls_logits) -> list[dict]:
+            with torch.inference_mode():
+                return decode_detections(loc_preds, cls_logits, anchors, cfg)
+
+        def theirs(loc_preds=loc_preds, cls_logits=cls_logits) -> list[dict]:
+            with torch.inference_mode():
+                return _torchvision_postprocess(cfg, anchors_xyxy, loc_preds, cls_logits)
+
+        yield Comparison(
+            what=f"detections, B={batch}, {cfg.name}, {cfg.num_classes} classes, {regime} ({candidates} cand./img)",
+            ours_name="decode_detections", theirs_name="SSD.postprocess_detections", ours=ours, theirs=theirs,
+            same=same_detections, goal=2.0,
+        )  # fmt: skip
 
 
 def run(quick: bool = False, batch_size: int = 32) -> list[dict]:
@@ -65,25 +107,16 @@ def run(quick: bool = False, batch_size: int = 32) -> list[dict]:
     cfg = SSD300_VOC
     anchors = default_boxes(cfg)
     anchors_xyxy = cxcywh_to_xyxy(anchors)
-    fake_self = SimpleNamespace(box_coder=BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)), score_thresh=cfg.score_threshold,
-                                topk_candidates=cfg.pre_nms_top_k, nms_thresh=cfg.nms_threshold,
-                                detections_per_img=cfg.max_detections)  # fmt: skip
     repeats = 3 if quick else 7
     results = []
     for regime, (scale, shift) in REGIMES.items():
-        g = torch.Generator().manual_seed(0)
-        loc_preds = torch.randn(batch_size, cfg.num_anchors, 4, generator=g)
-        cls_logits = torch.randn(batch_size, cfg.num_anchors, cfg.num_classes, generator=g) * scale
-        cls_logits[..., 0] += shift
-        image_shapes = [(cfg.image_size, cfg.image_size)] * batch_size
+        loc_preds, cls_logits = _regime_inputs(cfg, batch_size, scale, shift)
 
         def ours(loc_preds=loc_preds, cls_logits=cls_logits) -> list[dict]:
             return decode_detections(loc_preds, cls_logits, anchors, cfg)
 
-        def theirs(loc_preds=loc_preds, cls_logits=cls_logits, image_shapes=image_shapes) -> list[dict]:
-            head_outputs = {"bbox_regression": loc_preds, "cls_logits": cls_logits}
-            return TorchvisionSSD.postprocess_detections(fake_self, head_outputs, [anchors_xyxy] * batch_size,
-                                                         image_shapes)  # fmt: skip
+        def theirs(loc_preds=loc_preds, cls_logits=cls_logits) -> list[dict]:
+            return _torchvision_postprocess(cfg, anchors_xyxy, loc_preds, cls_logits)
 
         with torch.no_grad():
             a, b = ours(), theirs()

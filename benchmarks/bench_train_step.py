@@ -32,7 +32,7 @@ from ssd_tutorial.model import SSD
 from .bench_flops import count_flops
 from .common import AMP_DTYPES, BenchOptions, Comparison, Mismatch, autocast, compare
 
-__all__ = ["SourcesAsDict", "torchvision_twin", "grid_targets", "comparisons", "DEFAULT_TRAIN_BATCH"]
+__all__ = ["SourcesAsDict", "torchvision_twin", "grid_targets", "comparisons", "fit_throughput", "DEFAULT_TRAIN_BATCH"]
 
 # CPU batch per preset (a VGG16 step at 300 px takes seconds on 2 cores); on CUDA the default is 32.
 DEFAULT_TRAIN_BATCH = {"tiny_shapes": 32, "ssd300_voc": 2, "ssd512_voc": 1}
@@ -192,6 +192,30 @@ def comparisons(opts: BenchOptions) -> Iterator[Comparison]:
             same=_same_losses, goal=1.3 if cfg.backbone == "tiny" else 1.0, images=batch, flops=flops,
             note="targets on a grid: matching rules agree", **checks,
         )  # fmt: skip
+
+
+def fit_throughput(opts: BenchOptions, iterations: int | None = None) -> dict[str, float]:
+    """Images/s of ``fit`` training TINY_SHAPES on ShapesDataset with its recipe (data loading in the main process
+    included), over ``iterations`` iterations of batch 32 (2 iterations of batch 4 with ``quick``)."""
+    from torch.utils.data import DataLoader
+
+    from ssd_tutorial.config import TINY_SHAPES
+    from ssd_tutorial.data import ShapesDataset, collate_detection
+    from ssd_tutorial.train import FIT_KEYS, TRAIN_RECIPES, fit
+
+    recipe = TRAIN_RECIPES[TINY_SHAPES.name]
+    batch = 4 if opts.quick else recipe["batch_size"]
+    iterations = iterations or (2 if opts.quick else 8)
+    loader = DataLoader(ShapesDataset(batch * iterations, image_size=TINY_SHAPES.image_size, seed=opts.seed),
+                        batch_size=batch, shuffle=True, collate_fn=collate_detection)  # fmt: skip
+    torch.manual_seed(opts.seed)
+    model = SSD(TINY_SHAPES)
+    kwargs = {k: recipe[k] for k in FIT_KEYS if k in recipe and k != "epochs"}
+    kwargs["channels_last"] = kwargs.get("channels_last", False) or opts.channels_last
+    cuda = torch.device(opts.device).type == "cuda"
+    history = fit(model, loader, epochs=1, **kwargs, device=opts.device, amp=cuda and opts.amp is not None,
+                  progress=False, seed=opts.seed)  # fmt: skip
+    return {"images_per_s": history[0]["images_per_s"], "batch": batch, "iterations": iterations}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "machine_info",
     "measure_peak",
     "median_times",
+    "timings",
     "same_detections",
     "sync",
     "write_section",
@@ -58,7 +59,7 @@ class BenchOptions:
     def repeats_for(self, seconds_per_call: float) -> int:
         """Fewer repeats for calls that take seconds on this machine (at least 3, at most ``repeats``)."""
         if self.quick:
-            return 2
+            return 1
         return max(3, min(self.repeats, int(30.0 / max(seconds_per_call, 1e-3))))
 
 
@@ -100,6 +101,8 @@ class Result:
     ok: bool
     ours_s: float = float("nan")
     theirs_s: float = float("nan")
+    ours_cpu_s: float = float("nan")
+    theirs_cpu_s: float = float("nan")
     ours_mb: float = float("nan")
     theirs_mb: float = float("nan")
     repeats: int = 0
@@ -111,7 +114,13 @@ class Result:
 
     @property
     def speedup(self) -> float:
+        """torchvision's median wall time / ours."""
         return self.theirs_s / self.ours_s if self.ours_s > 0 else float("nan")
+
+    @property
+    def cpu_speedup(self) -> float:
+        """torchvision's median CPU time / ours (less affected by other jobs on a shared machine)."""
+        return self.theirs_cpu_s / self.ours_cpu_s if self.ours_cpu_s > 0 else float("nan")
 
 
 def sync(device: str | torch.device) -> None:
@@ -127,21 +136,27 @@ def autocast(opts: BenchOptions, enabled: bool = True) -> contextlib.AbstractCon
     return torch.autocast(torch.device(opts.device).type, dtype=AMP_DTYPES[opts.amp])
 
 
-def median_times(functions: list[Callable[[], Any]], repeats: int, device: str) -> list[float]:
-    """Median wall time in seconds of each function over ``repeats`` calls.
+def timings(functions: list[Callable[[], Any]], repeats: int, device: str) -> list[tuple[float, float]]:
+    """Median (wall, CPU) seconds of each function over ``repeats`` calls.
 
     The functions take turns (a, b, a, b, ...) so that the load of a shared machine hits all of them alike.
+    CPU time is this process's (all its threads): steadier than wall time when other jobs share the cores.
     No warm-up here: the caller has already called each function (the result check).
     """
-    times: list[list[float]] = [[] for _ in functions]
+    times: list[list[tuple[float, float]]] = [[] for _ in functions]
     for _ in range(repeats):
         for function, out in zip(functions, times):
             sync(device)
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             function()
             sync(device)
-            out.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+            out.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return [(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times]
+
+
+def median_times(functions: list[Callable[[], Any]], repeats: int, device: str) -> list[float]:
+    """Median wall seconds of each function over ``repeats`` alternating calls (see :func:`timings`)."""
+    return [wall for wall, _ in timings(functions, repeats, device)]
 
 
 def _proc_status_kb(key: str) -> float:
@@ -204,9 +219,9 @@ def compare(c: Comparison, opts: BenchOptions) -> Result:
         _, theirs_mb = measure_peak(c.theirs, opts.device)
     first_call = (time.perf_counter() - start) / 2
     repeats = opts.repeats_for(first_call)
-    ours_s, theirs_s = median_times([c.ours, c.theirs], repeats, opts.device)
-    return Result(**base, same=same, ok=True, ours_s=ours_s, theirs_s=theirs_s, ours_mb=ours_mb, theirs_mb=theirs_mb,
-                  repeats=repeats)  # fmt: skip
+    (ours_s, ours_cpu_s), (theirs_s, theirs_cpu_s) = timings([c.ours, c.theirs], repeats, opts.device)
+    return Result(**base, same=same, ok=True, ours_s=ours_s, theirs_s=theirs_s, ours_cpu_s=ours_cpu_s,
+                  theirs_cpu_s=theirs_cpu_s, ours_mb=ours_mb, theirs_mb=theirs_mb, repeats=repeats)  # fmt: skip
 
 
 def same_detections(ours: list[dict], theirs: list[dict], box_atol: float = 2e-3) -> str:

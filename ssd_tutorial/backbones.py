@@ -69,18 +69,18 @@ def extra_layer_specs(cfg: SSDConfig) -> list[tuple[int, int, int]]:
     Introduced in: 03_heads.ipynb
     """
     sizes = cfg.feature_map_sizes
-    steps = list(zip(sizes[1:-1], sizes[2:]))  # (input, output) size of each extra level
-    specs: list[tuple[int, int, int] | None] = [None] * len(steps)
-    end = len(steps)
-    if steps and steps[-1][1] == steps[-1][0] - 1:
+    transitions = list(zip(sizes[1:-1], sizes[2:]))  # (input, output) side of each extra level
+    specs: list[tuple[int, int, int] | None] = [None] * len(transitions)
+    end = len(transitions)
+    if transitions and transitions[-1][1] == transitions[-1][0] - 1:
         specs[-1] = (4, 1, 1)
         end -= 1
     else:
-        while end > 0 and steps[end - 1][1] == steps[end - 1][0] - 2:
+        while end > 0 and transitions[end - 1][1] == transitions[end - 1][0] - 2:
             specs[end - 1] = (3, 1, 0)
             end -= 1
     for k in range(end):
-        p, t = steps[k]
+        p, t = transitions[k]
         if t != math.ceil(p / 2):
             raise ValueError(
                 f"cannot build an extra layer from a {p}x{p} map to {t}x{t} (feature_map_sizes {sizes}): "

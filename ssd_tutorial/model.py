@@ -29,8 +29,9 @@ class SSD(nn.Module):
         backbone: a module whose ``forward(x)`` returns L feature maps with ``cfg.in_channels``
             channels and ``cfg.feature_map_sizes`` sides; default ``build_backbone(cfg)``.
         background_prior: probability of the background class at initialisation, set through the
-            class heads' bias (as RetinaNet does for its foreground prior), so an untrained model
-            predicts "nothing" rather than every class everywhere; ``None`` keeps a zero bias.
+            class heads' bias (as RetinaNet does for its foreground prior): an untrained model then
+            gives each object class about ``(1 - prior) / (C - 1)``, below ``cfg.score_threshold``,
+            instead of 1/C everywhere (few detections, a calm start). ``None`` keeps a zero bias.
 
     Images are float tensors in [0, 1], RGB, ``[B, 3, S, S]`` with ``S = cfg.image_size``; the model
     normalizes them with ``cfg.mean`` / ``cfg.std`` itself.

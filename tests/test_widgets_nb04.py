@@ -102,6 +102,8 @@ def test_anchor_prediction_view(heads):
     probs = cls[0, index].softmax(-1)
     best = int(probs.argmax())
     assert table["best class"] == f"{cfg.class_names[best]} ({probs[best].item():.3f})"
+    best_object = 1 + int(probs[1:].argmax())
+    assert table["best object class"] == f"{cfg.class_names[best_object]} ({probs[best_object].item():.3f})"
     image_ax, bar_ax = fig.axes
     assert image_ax.get_ylim()[0] > image_ax.get_ylim()[1]  # origin top-left
     assert len(bar_ax.patches) == cfg.num_classes

@@ -179,6 +179,9 @@ def anchor_prediction_view(image: Tensor, loc_preds: Tensor, cls_logits: Tensor,
         ("box (x1, y1, x2, y2) px", _fmt(pred["box_xyxy"].cpu())),
         ("best class", f"{names[best]} ({float(probs[best]):.3f})"),
     ]
+    if len(names) > 1:
+        best_object = 1 + int(probs[1:].argmax())
+        rows.append(("best object class", f"{names[best_object]} ({float(probs[best_object]):.3f})"))
     return fig, rows
 
 
