@@ -481,9 +481,9 @@ CELLS = [
     fig
     """),
     markdown(r"""
-    Compare the two resolutions: on level 0 a shape spans many cells, so the activity traces where it is at
-    8-pixel resolution; on level 2 a whole shape falls into one or two cells of 32 pixels — and so do the
-    anchors that must find it. Many values are exactly 0: every source ends with a ReLU.
+    Compare the two resolutions: a level-0 cell covers 8×8 pixels, so a shape spans many cells and the maps
+    have the detail to follow it; a level-2 cell covers 32×32 pixels, so a whole shape falls into one or two
+    cells — and so do the anchors that must find it. Many values are exactly 0: every source ends with a ReLU.
 
     **Explore:** pick an image, a level and how many channels to show. (The widget needs a running kernel;
     the figures above are the same view, frozen.)
