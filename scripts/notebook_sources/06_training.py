@@ -40,6 +40,7 @@ CELLS = [
     code(r"""
     %matplotlib inline
     import math
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -409,5 +410,9 @@ CELLS = [
 
     **Next:** [07_evaluation_and_inference.ipynb](07_evaluation_and_inference.ipynb) looks closely at that
     number: precision–recall curves, the VOC and COCO metrics, thresholds, and the detector's worst mistakes.
+    """),
+    code(r"""
+    if RUN_DIR is None:
+        shutil.rmtree(run_dir)  # the temporary folder; set RUN_DIR to keep the checkpoints
     """),
 ]
