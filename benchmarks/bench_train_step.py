@@ -205,7 +205,7 @@ def fit_throughput(opts: BenchOptions, iterations: int | None = None) -> dict[st
 
     recipe = TRAIN_RECIPES[TINY_SHAPES.name]
     batch = 4 if opts.quick else recipe["batch_size"]
-    iterations = iterations or (2 if opts.quick else 8)
+    iterations = iterations or (2 if opts.quick else 5)
     loader = DataLoader(ShapesDataset(batch * iterations, image_size=TINY_SHAPES.image_size, seed=opts.seed),
                         batch_size=batch, shuffle=True, collate_fn=collate_detection)  # fmt: skip
     torch.manual_seed(opts.seed)

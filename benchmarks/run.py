@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from . import bench_encode_targets, bench_inference, bench_map, bench_postprocess, bench_train_step
-from .bench_flops import matmul_flops_per_s
+from .bench_flops import matmul_rates
 from .common import AMP_DTYPES, BenchOptions, Comparison, Result, compare, machine_info, write_section
 
 __all__ = ["main", "run", "SECTIONS"]
@@ -97,7 +97,8 @@ def run(opts: BenchOptions, sections: tuple[str, ...] = (*SECTIONS, "flops", "fi
         dtype = AMP_DTYPES.get(opts.amp, torch.float32) if torch.device(opts.device).type == "cuda" else torch.float32
         out["matmul_dtype"] = str(dtype).removeprefix("torch.")
         out["matmul_n"] = 512 if opts.quick else (8192 if torch.device(opts.device).type == "cuda" else 2048)
-        out["matmul_flops"] = matmul_flops_per_s(opts.device, dtype, out["matmul_n"], repeats=3 if opts.quick else 5)
+        out["matmul_flops"], out["matmul_flops_cpu"] = matmul_rates(opts.device, dtype, out["matmul_n"],
+                                                                    repeats=3 if opts.quick else 5)  # fmt: skip
         log(f"matmul {out['matmul_n']}² {out['matmul_dtype']}: {out['matmul_flops'] / 1e9:.1f} GFLOP/s")
     if "fit" in sections:
         out["fit"] = bench_train_step.fit_throughput(opts)
@@ -133,7 +134,7 @@ def to_markdown(out: dict[str, Any], opts: BenchOptions, info: dict[str, str], s
     image_lines = [r for r in results if r.images and r.ok]
     if image_lines:
         lines += ["", "### Images per second", "", "| line | ours | torchvision |", "|---|---:|---:|"]
-        lines += [f"| {r.what} | {r.images / r.ours_s:.1f} | {r.images / r.theirs_s:.1f} |" for r in image_lines]
+        lines += [f"| {r.what} | {r.images / r.ours_s:.3g} | {r.images / r.theirs_s:.3g} |" for r in image_lines]
     if out["fit"] is not None:
         fit = out["fit"]
         lines += ["", f"`fit` on TINY_SHAPES with its recipe (ShapesDataset generated on the fly in the main process, "
@@ -141,20 +142,24 @@ def to_markdown(out: dict[str, Any], opts: BenchOptions, info: dict[str, str], s
                       f"**{fit['images_per_s']:.1f} images/s**. Time to mAP@0.5 ≥ 0.90: see the section "
                       f"\"Training TINY_SHAPES on CPU\" (`python -m benchmarks.train_tiny_shapes`)."]  # fmt: skip
     if out["matmul_flops"]:
-        peak = out["matmul_flops"]
+        peak, peak_cpu = out["matmul_flops"], out["matmul_flops_cpu"]
         lines += ["", "### FLOP/s", "",
                   f"Matrix product {out['matmul_n']}×{out['matmul_n']} {out['matmul_dtype']} on this machine: "
-                  f"**{peak / 1e9:.1f} GFLOP/s** (2n³ FLOPs / median time). Train-step FLOPs counted with "
-                  f"`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products, forward and "
-                  f"backward, one image × batch)."]  # fmt: skip
+                  f"**{peak / 1e9:.1f} GFLOP/s** (2n³ FLOPs / median wall time; {peak_cpu / 1e9:.1f} GFLOP per CPU "
+                  f"second of this process). Train-step FLOPs counted with `torch.utils.flop_counter.FlopCounterMode` "
+                  f"(convolutions and matrix products, forward and backward, one image × batch). Share of matmul: "
+                  f"by wall time, and by CPU time (FLOP per CPU second of the step / of the matrix product), which "
+                  f"other jobs on the machine disturb less."]  # fmt: skip
         flop_lines = [r for r in results if r.flops and r.ok]
         if flop_lines:
-            lines += ["", "| train step | GFLOP per step | ours GFLOP/s | share of matmul | tv GFLOP/s | share |",
-                      "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+            lines += ["", "| train step | GFLOP per step | ours GFLOP/s | share (wall / CPU time) | tv GFLOP/s "
+                          "| share (wall / CPU time) |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
             for r in flop_lines:
                 ours, theirs = r.flops / r.ours_s, r.flops / r.theirs_s
-                lines.append(f"| {r.what} | {r.flops / 1e9:.1f} | {ours / 1e9:.1f} | {ours / peak:.0%} "
-                             f"| {theirs / 1e9:.1f} | {theirs / peak:.0%} |")  # fmt: skip
+                ours_cpu, theirs_cpu = r.flops / r.ours_cpu_s / peak_cpu, r.flops / r.theirs_cpu_s / peak_cpu
+                share, theirs_share = f"{ours / peak:.0%} / {ours_cpu:.0%}", f"{theirs / peak:.0%} / {theirs_cpu:.0%}"
+                lines.append(f"| {r.what} | {r.flops / 1e9:.1f} | {ours / 1e9:.1f} | {share} | {theirs / 1e9:.1f} "
+                             f"| {theirs_share} |")  # fmt: skip
     notes = sorted({f"{r.what.split(',')[0]}: {r.note}" for r in results if r.note})
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
@@ -181,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                         "2 SSD300, 1 SSD512)")  # fmt: skip
     parser.add_argument("--infer-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per side (slow lines use at least 3)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads for this run (default: torch's)")
     parser.add_argument("--only", help=f"comma-separated sections of {', '.join([*SECTIONS, 'flops', 'fit'])}")
     args = parser.parse_args(argv)
     cuda = torch.device(args.device).type == "cuda"
@@ -190,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("--amp fp16 needs a CUDA device (float16 autocast with GradScaler); use --amp bf16 on a CPU")
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed input sizes
+    if args.threads:
+        torch.set_num_threads(args.threads)
     default_models = "tiny_shapes,ssd300_voc,ssd512_voc" if cuda else "tiny_shapes,ssd300_voc"
     opts = BenchOptions(quick=args.quick, device=args.device, amp=args.amp, channels_last=args.channels_last,
                         repeats=args.repeats, train_batch=args.train_batch, infer_batch=args.infer_batch,
