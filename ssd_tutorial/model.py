@@ -200,7 +200,7 @@ def adapt_config(cfg: SSDConfig, image_size: int) -> SSDConfig:
     ``S / fm`` (fractional when fm does not divide S, so the last centres reach the image edge)
     and box sizes scale by ``S / cfg.image_size``.
 
-    Introduced in: 08_your_own_dataset.ipynb
+    Introduced in: 04_forward_pass.ipynb
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")

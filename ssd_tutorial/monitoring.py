@@ -52,7 +52,8 @@ class RunLoggers:
                                   "pip install 'ssd_tutorial[clearml]'") from exc  # fmt: skip
             name = Path(out_dir).name if out_dir is not None else "fit"
             self.task = Task.init(project_name=clearml, task_name=name, reuse_last_task_id=False,
-                                  auto_connect_frameworks=False, auto_connect_arg_parser=False)  # fmt: skip
+                                  auto_connect_frameworks=False, auto_connect_arg_parser=False,
+                                  auto_resource_monitoring=False)  # fmt: skip
             self.task.connect({k: v for k, v in hparams.items() if k != "config"}, name="fit")
             if hparams.get("config") is not None:
                 self.task.connect_configuration(hparams["config"], name="SSDConfig")
