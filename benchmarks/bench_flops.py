@@ -23,7 +23,7 @@ __all__ = ["matmul_flops_per_s", "matmul_rates", "count_flops"]
 def matmul_rates(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048,
                  repeats: int = 5) -> tuple[float, float]:  # fmt: skip
     """(FLOP per wall second, FLOP per CPU second of this process) of ``a @ b`` for n x n matrices of ``dtype``
-    on ``device``: medians of ``repeats`` after a warm-up. The second is steadier on a shared CPU."""
+    on ``device``: medians of ``repeats`` after a warm-up. The second leaves out time spent waiting for a core."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device, dtype)
     b = torch.randn(n, n, generator=g).to(device, dtype)

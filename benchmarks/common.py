@@ -119,7 +119,7 @@ class Result:
 
     @property
     def cpu_speedup(self) -> float:
-        """torchvision's median CPU time / ours (less affected by other jobs on a shared machine)."""
+        """torchvision's median CPU time / ours (leaves out time spent waiting for a core)."""
         return self.theirs_cpu_s / self.ours_cpu_s if self.ours_cpu_s > 0 else float("nan")
 
 
@@ -140,7 +140,8 @@ def timings(functions: list[Callable[[], Any]], repeats: int, device: str) -> li
     """Median (wall, CPU) seconds of each function over ``repeats`` calls.
 
     The functions take turns (a, b, a, b, ...) so that the load of a shared machine hits all of them alike.
-    CPU time is this process's (all its threads): steadier than wall time when other jobs share the cores.
+    CPU time is this process's (all its threads): it leaves out time spent waiting for a core that other jobs
+    hold, but still counts threads that spin while waiting for each other.
     No warm-up here: the caller has already called each function (the result check).
     """
     times: list[list[tuple[float, float]]] = [[] for _ in functions]
@@ -264,7 +265,7 @@ def machine_info(device: str) -> dict[str, str]:
         "GPU": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "none used",
         "torch / torchvision": f"{torch.__version__} / {torchvision.__version__}",
         "Python": f"{platform.python_version()} on {platform.platform()}",
-        "command": "python -m benchmarks.run " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
     }
     if hasattr(os, "getloadavg"):
         info["load average at start"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())

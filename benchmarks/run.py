@@ -106,12 +106,13 @@ def run(opts: BenchOptions, sections: tuple[str, ...] = (*SECTIONS, "flops", "fi
     return out
 
 
-def to_markdown(out: dict[str, Any], opts: BenchOptions, info: dict[str, str], seconds: float) -> str:
+def to_markdown(out: dict[str, Any], opts: BenchOptions, info: dict[str, str], seconds: float,
+                title: str = "Side by side with torchvision (`make bench`)") -> str:  # fmt: skip
     """The section of RESULTS.md: machine, the side-by-side table, throughput, FLOP/s and notes."""
     results: list[Result] = out["results"]
     amp = opts.amp or "float32"
     lines = [
-        "## Side by side with torchvision (`make bench`)",
+        f"## {title}",
         "",
         *(f"- {key}: {value}" for key, value in info.items()),
         f"- device {opts.device}, precision {amp}{', channels_last' if opts.channels_last else ''}; "
@@ -164,8 +165,9 @@ def to_markdown(out: dict[str, Any], opts: BenchOptions, info: dict[str, str], s
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
     if hasattr(os, "getloadavg"):
-        lines += ["", f"Load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
-                      f"(other jobs share this machine's cores; CPU-time ratios are the steadier figure)."]  # fmt: skip
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        lines += ["", f"Load average at the end: {load} (other jobs may share the cores: wall and CPU-time ratios "
+                      f"both move with the load)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write.add_argument("--write", dest="write", action="store_true", default=None, help="write RESULTS.md")
     write.add_argument("--no-write", dest="write", action="store_false", help="only print")
     parser.add_argument("--results", type=Path, default=RESULTS, help="file to write the section into")
+    parser.add_argument("--section", default="bench", help="marker name of the section in that file: "
+                                                           "<!-- NAME:start --> … <!-- NAME:end -->")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--amp", choices=sorted(AMP_DTYPES), help="time with autocast in this dtype (checks run fp32)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last models and images")
@@ -208,10 +212,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info = machine_info(args.device)
     start = time.perf_counter()
     out = run(opts, sections, log=lambda line: print(line, flush=True))
-    markdown = to_markdown(out, opts, info, time.perf_counter() - start)
+    title = "Side by side with torchvision (`make bench`)"
+    if args.threads:
+        title = f"Side by side with torchvision, {args.threads} torch thread{'s' if args.threads > 1 else ''}"
+    markdown = to_markdown(out, opts, info, time.perf_counter() - start, title)
     print("\n" + markdown)
     if args.write if args.write is not None else not args.quick:
-        write_section(args.results, markdown)
+        write_section(args.results, markdown, f"<!-- {args.section}:start -->", f"<!-- {args.section}:end -->")
         print(f"written to {args.results}")
     return out
 
