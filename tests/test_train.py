@@ -383,13 +383,14 @@ def test_clearml_offline(tmp_path):
     pytest.importorskip("clearml", reason="clearml is an optional extra (pip install 'ssd_tutorial[clearml]')")
     import subprocess
 
-    env = {**os.environ, "CLEARML_OFFLINE_MODE": "1", "HOME": str(tmp_path), "CLEARML_CACHE_DIR": str(tmp_path)}
+    cache = tmp_path / "cache"  # not HOME itself: with HOME == the cache folder the process hangs at exit
+    env = {**os.environ, "CLEARML_OFFLINE_MODE": "1", "HOME": str(tmp_path), "CLEARML_CACHE_DIR": str(cache)}
     code = _CLEARML_RUN.replace("OUT", repr(str(tmp_path / "run")))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
-    (metrics,) = (tmp_path / "offline").glob("*/metrics.jsonl")
+    (metrics,) = (cache / "offline").glob("*/metrics.jsonl")
     events = [e for line in metrics.read_text().splitlines() for e in json.loads(line)]
     scalars = {(e["metric"], e["variant"]) for e in events if e["type"] == "training_stats_scalar"}
     assert {("loss", "epoch"), ("AP@0.5", "val"), ("lr", "epoch")} <= scalars
     assert any(e["type"] == "training_debug_image" for e in events)
-    assert list((tmp_path / "offline").glob("*.zip"))
+    assert list((cache / "offline").glob("*.zip"))
