@@ -605,6 +605,7 @@ def plot_anchor_values(
     value_label: str = "value",
     title: str | None = None,
     vmax: float | None = None,
+    log: bool = False,
 ) -> Figure:
     """One value per anchor (e.g. its cross-entropy) as a heatmap over the image, one panel per level.
 
@@ -620,6 +621,7 @@ def plot_anchor_values(
         mark (Tensor[A] bool): anchors to mark with a dot at their cell centre (e.g. the kept negatives).
         value_label: colour-bar label; title: figure title.
         vmax: top of the colour scale (default: the largest value shown).
+        log: logarithmic colour scale, from vmax / 10^4 to vmax (losses span several decades).
 
     Introduced in: 05_loss.ipynb
     """
@@ -648,12 +650,17 @@ def plot_anchor_values(
             dots.append(((j.float() + 0.5) * step, (i.float() + 0.5) * step))
     finite = [g[~g.isnan()] for g in grids]
     top = float(max((f.max() for f in finite if f.numel()), default=1.0)) if vmax is None else float(vmax)
+    if log and not top > 0:
+        raise ValueError(f"log=True needs a positive largest value, got {top}")
+    from matplotlib.colors import LogNorm, Normalize
+
+    norm = LogNorm(vmin=top * 1e-4, vmax=top, clip=True) if log else Normalize(vmin=0.0, vmax=top)
     fig = _new_figure((3.2 * len(chosen) + 0.8, 3.4))
     axes = fig.subplots(1, len(chosen), squeeze=False)[0]
     for n, (k, grid) in enumerate(zip(chosen, grids)):
         ax = axes[n]
         show_image(ax, image_chw)
-        shown = ax.imshow(grid.numpy(), extent=(0, S, S, 0), cmap="magma", alpha=0.65, vmin=0.0, vmax=top,
+        shown = ax.imshow(grid.numpy(), extent=(0, S, S, 0), cmap="magma", alpha=0.65, norm=norm,
                           interpolation="nearest")  # fmt: skip
         if marked is not None:
             xs, ys = dots[n]

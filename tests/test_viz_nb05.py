@@ -89,3 +89,16 @@ def test_plot_anchor_values_leaves_nan_cells_transparent():
     heat = fig.axes[0].images[1].get_array()
     assert np.ma.is_masked(heat[0, 0]) or np.isnan(heat[0, 0])  # imshow masks NaN: nothing drawn there
     assert heat[0, 1] == 3.0 and heat[1, 1] == 1.0
+
+
+def test_plot_anchor_values_log_scale():
+    from matplotlib.colors import LogNorm
+
+    cfg = TINY_SHAPES
+    values = torch.full((cfg.num_anchors,), 1e-6)
+    values[0] = 4.0
+    fig = viz.plot_anchor_values(torch.zeros(3, 128, 128), values, cfg, levels=[0], log=True)
+    norm = fig.axes[0].images[1].norm
+    assert isinstance(norm, LogNorm) and norm.vmax == 4.0 and norm.vmin == pytest.approx(4e-4)
+    with pytest.raises(ValueError, match="log=True needs a positive"):
+        viz.plot_anchor_values(torch.zeros(3, 128, 128), torch.zeros(cfg.num_anchors), cfg, log=True)

@@ -230,9 +230,9 @@ CELLS = [
     fig = Figure(figsize=(10, 5), layout="constrained")
     left, right = fig.subplots(1, 2)
     viz.draw_matches(left, diff_image, diff_boxes, anchors_xyxy, ours, highlight=shared)
-    left.set_title(f"article / ssd_tutorial: anchor 1523 -> box {int(ours[1523])} (greedy step)")
+    left.set_title(f"article / ssd_tutorial: anchor 1523 -> box {int(ours[1523])}\n(greedy step)")
     viz.draw_matches(right, diff_image, diff_boxes, anchors_xyxy, theirs, highlight=shared)
-    right.set_title(f"torchvision SSDMatcher: anchor 1523 -> box {int(theirs[1523])} (last box wins)")
+    right.set_title(f"torchvision SSDMatcher: anchor 1523 -> box {int(theirs[1523])}\n(the box listed last wins)")
     fig
     """),
     markdown(r"""
@@ -347,14 +347,17 @@ CELLS = [
           f"all negatives {ce[~positive].sum():.3f}")
     """),
     markdown(r"""
+    Compare the three sums: almost all of the loss of the negatives sits in the few that are kept; the other
+    negatives are already right and teach nothing any more.
+
     The heatmaps show each negative anchor's cross-entropy at its cell (the largest over the anchors of the
-    cell; positives are left out), for the three finest levels. Dots mark cells with a kept negative. The hard
-    negatives are not spread at random: they sit **on and around the objects**, anchors that overlap an
-    object partly (IoU below 0.5) and that the network is tempted to call an object.
+    cell, on a log scale; positives are left out), for the three finest levels. Dots mark cells with a kept
+    negative. The hard negatives are not spread at random: they sit **on and around the objects**, anchors
+    that overlap an object partly (IoU below 0.5) and that the network is tempted to call an object.
     """),
     code(r"""
-    viz.plot_anchor_values(image, ce.masked_fill(positive, float("nan")), cfg, levels=[0, 1, 2], mark=kept,
-                           value_label="cross-entropy of negative anchors",
+    viz.plot_anchor_values(image, ce.masked_fill(positive, float("nan")), cfg, levels=[0, 1, 2], mark=kept, log=True,
+                           value_label="cross-entropy of negative anchors (log scale)",
                            title=f"per-anchor CE of the trained model; dots: the {num_neg} kept negatives")
     """),
     markdown(r"""

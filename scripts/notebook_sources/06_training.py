@@ -42,6 +42,7 @@ CELLS = [
     import math
     import shutil
     import tempfile
+    import time
     from pathlib import Path
 
     import torch
@@ -175,8 +176,8 @@ CELLS = [
               f"cls {losses['loss_cls'].item():.3f}), lr {hand_lrs[-1]:.2e}")
     """),
     markdown(r"""
-    In these first steps the learning rate is still tiny (the warm-up, below), so the loss moves little; the
-    full run follows. The package's `fit` runs exactly this loop and adds what a real run
+    The loss starts to fall although the learning rate is still a fraction of its final value (the warm-up,
+    below). The package's `fit` runs exactly this loop and adds what a real run
     needs: epoch averages and a progress bar, validation mAP after each epoch, checkpoints (`last.pt` every
     epoch, `best.pt` at the best validation mAP), exact resume, optional TensorBoard / ClearML logging, mixed
     precision on CUDA, and DistributedDataParallel when started with `torchrun`.
@@ -275,11 +276,13 @@ CELLS = [
     torch.manual_seed(0)  # the same initial weights as `python -m ssd_tutorial train --preset tiny_shapes --seed 0`
     model = ssd.build_ssd(cfg)
     live = LiveHistoryPlot(epochs=recipe["epochs"], title="TINY_SHAPES on shapes (before the crash)")
+    start = time.perf_counter()
     try:
         fit(model, crashing_loader, **fit_kwargs, val_loader=val_loader, out_dir=run_dir, seed=0, progress=False,
             log_fn=live)
     except PowerCut as cut:
         print(f"{cut}; on disk: {sorted(p.name for p in run_dir.iterdir())}")
+    seconds_before_crash = time.perf_counter() - start
     """, "nbval-ignore-output"),
     markdown(r"""
     The process is gone, and with it the model in memory. What survives is in `last.pt`: the weights, the
@@ -309,9 +312,12 @@ CELLS = [
     train_loader = DataLoader(train_set, batch_size=recipe["batch_size"], shuffle=True, collate_fn=collate_detection)
     live = LiveHistoryPlot(checkpoint["metrics"]["history"], epochs=recipe["epochs"],
                            title="TINY_SHAPES on shapes (resumed after the crash)")
+    start = time.perf_counter()
     history = fit(model, train_loader, **fit_kwargs, val_loader=val_loader, out_dir=run_dir, seed=0, progress=False,
                   log_fn=live, resume=run_dir / "last.pt")
+    seconds = seconds_before_crash + time.perf_counter() - start
     print("\n".join(live.lines))
+    print(f"training time, both parts, validation included: {seconds / 60:.1f} min on this machine")
     """, "nbval-ignore-output"),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -341,7 +347,7 @@ CELLS = [
         print(f"  {cfg.class_names[label]:<9} AP {ap:.3f}")
     """, "nbval-ignore-output"),
     code(r"""
-    fig = Figure(figsize=(12, 3.4), layout="constrained")
+    fig = Figure(figsize=(12, 2.9), layout="constrained")
     for i, ax in enumerate(fig.subplots(1, 6)):
         image, target = heldout_set[i]
         keep = detections[i]["scores"] >= 0.5
