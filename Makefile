@@ -34,7 +34,7 @@ bench-quick: setup
 	$(PY) -m benchmarks.run --quick
 
 checkpoint: setup
-	$(PY) -m ssd_tutorial train --preset tiny_shapes --seed 0 --out runs/tiny_shapes_release
+	$(PY) -m ssd_tutorial train --preset tiny_shapes --seed 0 --epochs 12 --num-train 6400 --out runs/tiny_shapes_release
 	$(PY) scripts/export_checkpoint.py runs/tiny_shapes_release/best.pt data/checkpoints/tiny_shapes.pt
 
 clean-build:

@@ -149,8 +149,8 @@ def to_markdown(out: dict[str, Any], opts: BenchOptions, info: dict[str, str], s
                   f"**{peak / 1e9:.1f} GFLOP/s** (2n³ FLOPs / median wall time; {peak_cpu / 1e9:.1f} GFLOP per CPU "
                   f"second of this process). Train-step FLOPs counted with `torch.utils.flop_counter.FlopCounterMode` "
                   f"(convolutions and matrix products, forward and backward, one image × batch). Share of matmul: "
-                  f"by wall time, and by CPU time (FLOP per CPU second of the step / of the matrix product), which "
-                  f"other jobs on the machine disturb less."]  # fmt: skip
+                  f"by wall time, and by CPU time (FLOP per CPU second of the step / of the matrix product). oneDNN "
+                  f"convolutions can beat a {out['matmul_n']}² product, so a share may exceed 100 %."]  # fmt: skip
         flop_lines = [r for r in results if r.flops and r.ok]
         if flop_lines:
             lines += ["", "| train step | GFLOP per step | ours GFLOP/s | share (wall / CPU time) | tv GFLOP/s "

@@ -90,7 +90,7 @@ def anchor_coverage(boxes_xyxy: Tensor, cfg: SSDConfig, iou_threshold: float | N
 
     A box is *covered* when its best anchor (highest IoU over all A unclipped anchors, as matching uses
     them) has IoU >= ``iou_threshold``: such a box gets positives from the threshold step of matching and
-    its regression starts close. An uncovered box still gets its single best anchor from the bipartite
+    its regression starts close. An uncovered box still gets one anchor from the bipartite
     step, but starts far from it.
 
     Args:

@@ -38,7 +38,7 @@ CELLS = [
     COCO_ANNOTATIONS = "../data/fixtures/coco/annotations.json"
     PRESET = "tiny_shapes"
     NUM_SAMPLE_IMAGES = 1500  # ShapesDataset images for the box statistics
-    TRAIN_ITERS = 100  # training iterations in the brief training run
+    TRAIN_ITERS = 60  # training iterations in the brief training run
     BATCH_SIZE = 16
     NUM_EVAL_IMAGES = 100  # held-out images for the mAP after training
     """, "parameters"),
@@ -163,9 +163,10 @@ CELLS = [
 
     ## Anchor coverage
 
-    Matching (notebook 05) gives every ground-truth box its best anchor, and every anchor with IoU ≥ 0.5
-    becomes a positive. A box whose best anchor stays below 0.5 still gets that one anchor, but its regression
-    starts far from the answer and it gets no other positives. So a useful number for a dataset is
+    Matching (notebook 05) first gives every ground-truth box one anchor (its best, unless a box with a higher
+    IoU took it), then every anchor with IoU ≥ 0.5 becomes a positive. A box whose best anchor stays below 0.5
+    gets only that one anchor, and its regression starts far from the answer. So a useful number for a
+    dataset is
 
     > **coverage** = share of ground-truth boxes whose best anchor has IoU ≥ 0.5.
 
@@ -221,8 +222,9 @@ CELLS = [
               f"coverage {rows[-1]['alone']:.3f} with {rows[-1]['anchors']} anchors")
     """),
     markdown(r"""
-    Dropping the rectangles costs little coverage on square data and removes more than half of the anchors;
-    doubling the sizes helps the coarse levels reach their boxes. A systematic way to choose the sizes is next.
+    Dropping the rectangles costs little coverage on square data and removes more than half of the anchors.
+    Scaling every size by the same factor mostly moves boxes from one level to another: what limits coverage
+    is how each level's size compares with its step. A systematic way to choose the sizes is next.
 
     ## k-means on IoU distance
 
@@ -370,23 +372,25 @@ CELLS = [
 
     ## Train the fitted configuration briefly
 
-    A new config means new heads (2 anchors per location instead of 4 or 6) and new matching targets, so the
-    model is trained from scratch, with the same `fit` loop and recipe as notebook 06 (AdamW, cosine schedule,
-    SSD augmentation from `train_transforms`), here for only a few iterations. That is enough to see the loss
-    fall and the first boxes appear; whether the fitted anchors beat the preset's is a question for two full
-    training runs (`epochs=8` on 2000 images each, as notebook 06 does), not for a hundred iterations.
+    A new config means new heads: 2 anchors per location instead of 4 or 6, so the head convolutions have
+    other shapes, and the matching targets change with the anchors. The backbone does not change at all: same
+    layers, same feature maps. So, as the article does with an ImageNet-trained VGG or ResNet, we start from a
+    **trained backbone**, here the one inside the shipped `tiny_shapes` model, and train new heads (and
+    fine-tune the backbone) with the `fit` loop and recipe of notebook 06 for a few iterations.
     """),
     code(r"""
     recipe = ssd.train.TRAIN_RECIPES["tiny_shapes"]
+    torch.manual_seed(0)
+    model = ssd.build_ssd(fitted)  # fresh heads for 2 anchors per location
+    model.backbone.load_state_dict(ssd.load_pretrained("tiny_shapes").backbone.state_dict())
+
     epochs = min(4, TRAIN_ITERS)
     train_set = ssd.ShapesDataset(BATCH_SIZE * (TRAIN_ITERS // epochs), image_size=S, seed=0,
                                   transforms=ssd.train_transforms(fitted))
     loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, collate_fn=ssd.collate_detection)
-    torch.manual_seed(0)
-    model = ssd.build_ssd(fitted)
     history = ssd.fit(model, loader, epochs=epochs, optimizer=recipe["optimizer"], lr=recipe["lr"],
-                      weight_decay=recipe["weight_decay"], warmup_iters=min(recipe["warmup_iters"], TRAIN_ITERS // 2),
-                      schedule="cosine", progress=False, seed=0)
+                      weight_decay=recipe["weight_decay"], warmup_iters=TRAIN_ITERS // epochs, schedule="cosine",
+                      channels_last=recipe.get("channels_last", False), progress=False, seed=0)
     for record in history:
         print(f"epoch {record['epoch']}: loss {record['loss']:.3f} (loc {record['loss_loc']:.3f}, "
               f"cls {record['loss_cls']:.3f})")
@@ -395,7 +399,7 @@ CELLS = [
     eval_loader = DataLoader(eval_set, batch_size=16, collate_fn=ssd.collate_detection)
     detections, targets = ssd.train.collect_detections(model, eval_loader)
     map50 = ssd.mean_average_precision(detections, targets, method="all_points")["map"]
-    print(f"mAP@0.5 on {NUM_EVAL_IMAGES} held-out images after {TRAIN_ITERS} iterations: {map50:.3f}")
+    print(f"all-point mAP@0.5 on {NUM_EVAL_IMAGES} held-out images after {TRAIN_ITERS} iterations: {map50:.3f}")
     """),
     code(r"""
     images, _ = ssd.collate_detection([eval_set[i] for i in range(min(8, len(eval_set)))])
@@ -403,10 +407,14 @@ CELLS = [
                         min_score=0.5)
     """),
     markdown(r"""
+    With a trained backbone, a few dozen iterations are enough for the new heads to find the shapes. Whether
+    the fitted anchors end up better than the preset's is a question for two full training runs (notebook 06's
+    recipe for each), not for a short fine-tuning.
+
     ## The same on your own data
 
     The model only needs the class names of your dataset; everything else in `fitted` stays. The cell below
-    runs two iterations on the fixture in VOC layout, to show the pieces fit together (with four images it
+    runs two iterations on the fixture, to show the pieces fit together (with a handful of images it
     cannot learn anything; with your folder, raise the epochs and follow notebook 06). Training transforms
     resize to the model's input and augment, so the boxes again reach the model in its own pixels.
     """),
