@@ -385,8 +385,10 @@ def test_clearml_offline(tmp_path):
 
     cache = tmp_path / "cache"  # not HOME itself: with HOME == the cache folder the process hangs at exit
     env = {**os.environ, "CLEARML_OFFLINE_MODE": "1", "HOME": str(tmp_path), "CLEARML_CACHE_DIR": str(cache)}
-    code = _CLEARML_RUN.replace("OUT", repr(str(tmp_path / "run")))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    script = tmp_path / "run_clearml.py"  # a file outside the repo: with -c ClearML analyses the whole cwd repo
+    script.write_text(_CLEARML_RUN.replace("OUT", repr(str(tmp_path / "run"))))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env,
+                         cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     (metrics,) = (cache / "offline").glob("*/metrics.jsonl")
     events = [e for line in metrics.read_text().splitlines() for e in json.loads(line)]
