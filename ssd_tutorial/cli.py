@@ -32,7 +32,8 @@ def parse_data_spec(spec: str) -> tuple[str, tuple[str, ...]]:
     if kind == "coco" and rest.count(",") == 1 and all(rest.split(",")):
         return "coco", tuple(rest.split(","))
     raise argparse.ArgumentTypeError(
-        f"expected 'shapes', 'voc:ROOT' or 'coco:IMAGES_DIR,ANNOTATION_FILE', got {spec!r}")
+        f"expected 'shapes', 'voc:ROOT' or 'coco:IMAGES_DIR,ANNOTATION_FILE', got {spec!r}"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -67,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_help = ("dataset: 'shapes' (generated, default), 'voc:ROOT' (folder containing VOCdevkit/) or "
                  "'coco:IMAGES_DIR,ANNOTATION_FILE'")  # fmt: skip
 
-    t = sub.add_parser("train", help="train a model; writes last.pt, best.pt and history.json to --out",
-                       description="Train SSD. Defaults come from the preset's recipe "
-                       "(ssd_tutorial.train.TRAIN_RECIPES).")
+    t = sub.add_parser(
+        "train",
+        help="train a model; writes last.pt, best.pt and history.json to --out",
+        description="Train SSD. Defaults come from the preset's recipe (ssd_tutorial.train.TRAIN_RECIPES).",
+    )
     t.add_argument("--preset", default="tiny_shapes", choices=sorted(PRESETS), help="model configuration")
     t.add_argument("--epochs", type=_positive_int, help="epochs (default: the preset's schedule)")
     t.add_argument("--batch-size", type=_positive_int, help="images per batch and process (default: preset's)")
@@ -79,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-iters", type=int, help="iterations of linear lr warm-up (default: preset's)")
     t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value (default: off)")
     t.add_argument("--data", type=parse_data_spec, default=("shapes", ()), help=data_help)
-    t.add_argument("--val-data", type=parse_data_spec, help="validation dataset (default: shapes with seed "
-                   "--seed + 1, VOC's --val-split, none for COCO)")
+    t.add_argument(
+        "--val-data",
+        type=parse_data_spec,
+        help="validation dataset (default: shapes with seed --seed + 1, VOC's --val-split, none for COCO)",
+    )
     t.add_argument("--num-train", type=_positive_int, help="shapes: training images (default: preset's)")
     t.add_argument("--num-val", type=_positive_int, help="shapes: validation images (default: preset's)")
     t.add_argument("--voc-year", default="2012", help="VOC year folder, VOCdevkit/VOC<year> (default 2012)")
@@ -94,21 +100,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
     t.add_argument("--clearml", metavar="PROJECT", help="report to this ClearML project (pip install clearml)")
     t.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available; cuda:LOCAL_RANK under torchrun)")
-    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="float16 mixed precision (default: on for CUDA, off otherwise; CUDA only)")
-    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels-last memory format (default: preset's; faster convolutions on CPU)")
+    t.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="float16 mixed precision (default: on for CUDA, off otherwise; CUDA only)",
+    )
+    t.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last memory format (default: preset's; faster convolutions on CPU)",
+    )
     t.add_argument("--max-iters", type=_positive_int, help="stop each epoch after this many iterations (quick runs)")
-    t.add_argument("--record-indices", action="store_true",
-                   help="debug: write the sample indices each rank trained on to OUT/rank<r>_indices.json")
+    t.add_argument(
+        "--record-indices",
+        action="store_true",
+        help="debug: write the sample indices each rank trained on to OUT/rank<r>_indices.json",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="VOC07 11-point, VOC all-point and COCO mAP of a checkpoint")
     e.add_argument("--checkpoint", default="tiny_shapes", help="checkpoint path or 'tiny_shapes' (default)")
     e.add_argument("--data", type=parse_data_spec, default=("shapes", ()), help=data_help)
     e.add_argument("--num-images", type=_positive_int, default=500, help="shapes: images (default 500)")
-    e.add_argument("--data-seed", type=int, default=_SHAPES_EVAL_SEED,
-                   help=f"shapes: dataset seed, held out from training (default {_SHAPES_EVAL_SEED})")
+    e.add_argument(
+        "--data-seed",
+        type=int,
+        default=_SHAPES_EVAL_SEED,
+        help=f"shapes: dataset seed, held out from training (default {_SHAPES_EVAL_SEED})",
+    )
     e.add_argument("--voc-year", default="2012", help="VOC year (default 2012)")
     e.add_argument("--split", default="val", help="VOC image set (default val)")
     e.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch (default 32)")
@@ -194,8 +215,18 @@ def run_train(args: argparse.Namespace) -> None:
 
     cfg = get_config(args.preset)
     recipe = dict(TRAIN_RECIPES[cfg.name])
-    for key in ("epochs", "lr", "optimizer", "schedule", "warmup_iters", "batch_size", "num_train", "num_val",
-                "channels_last", "grad_clip"):
+    for key in (
+        "epochs",
+        "lr",
+        "optimizer",
+        "schedule",
+        "warmup_iters",
+        "batch_size",
+        "num_train",
+        "num_val",
+        "channels_last",
+        "grad_clip",
+    ):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
     data = dict(year=args.voc_year, num_images=recipe.get("num_train", 2000), seed=args.seed)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-__all__ = ["distributed_env", "pick_device", "seed_epoch", "distributed_loader", "rebuild_loader",
+__all__ = ["distributed_env", "pick_device", "model_device", "seed_epoch", "distributed_loader", "rebuild_loader",
            "RecordingSampler"]  # fmt: skip
 
 
@@ -37,7 +37,7 @@ def pick_device(model: nn.Module, device: str | torch.device | None, distributed
     Introduced in: 06_training.ipynb
     """
     if not distributed:
-        return torch.device(device) if device is not None else _model_device(model)
+        return torch.device(device) if device is not None else model_device(model)
     wanted = torch.device(device) if device is not None else None
     if torch.cuda.is_available() and (wanted is None or wanted.type == "cuda"):
         chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -46,7 +46,11 @@ def pick_device(model: nn.Module, device: str | torch.device | None, distributed
     return torch.device("cpu")
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters).
+
+    Introduced in: 06_training.ipynb
+    """
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 

@@ -86,8 +86,9 @@ class RunLoggers:
             self.writer.add_images("debug/targets_green_detections_red", grid, epoch)
         if self.task is not None:
             for i, image in enumerate(grid):
-                self.task.get_logger().report_image(title="debug", series=f"image {i}", iteration=epoch,
-                                                    image=image.permute(1, 2, 0).numpy())  # [H, W, 3] uint8
+                self.task.get_logger().report_image(
+                    title="debug", series=f"image {i}", iteration=epoch, image=image.permute(1, 2, 0).numpy()
+                )  # [H, W, 3] uint8
 
     def close(self) -> None:
         if self.writer is not None:

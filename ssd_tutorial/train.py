@@ -29,9 +29,9 @@ from .checkpoints import PRETRAINED_DIR, load_checkpoint, load_pretrained, save_
 from .checkpoints import restore_rng_state as _restore_rng_state
 from .distributed import (
     RecordingSampler,
-    _model_device,
     distributed_env,
     distributed_loader,
+    model_device,
     pick_device,
     rebuild_loader,
     seed_epoch,
@@ -48,6 +48,7 @@ __all__ = [
     "build_optimizer",
     "params_sha256",
     "TRAIN_RECIPES",
+    "FIT_KEYS",
     "PRETRAINED_DIR",
 ]
 
@@ -64,8 +65,19 @@ TRAIN_RECIPES: dict[str, dict[str, Any]] = {
     "tiny_shapes": dict(epochs=8, batch_size=32, optimizer="adamw", lr=1e-2, weight_decay=1e-4, warmup_iters=50,
                         schedule="cosine", channels_last=True, num_train=3200, num_val=200),
 }  # fmt: skip
-FIT_KEYS = ("epochs", "optimizer", "lr", "momentum", "weight_decay", "warmup_iters", "schedule", "step_size", "gamma",
-            "grad_clip", "channels_last")
+FIT_KEYS = (
+    "epochs",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "warmup_iters",
+    "schedule",
+    "step_size",
+    "gamma",
+    "grad_clip",
+    "channels_last",
+)
 SCHEDULES = ("step", "cosine", "constant")
 _WARMUP_START = 0.001  # warm-up starts at lr * 0.001 and grows linearly, as in torchvision's detection references
 
@@ -246,8 +258,16 @@ def fit(
                     f"{record['loss_cls']:>8.4f} {record['lr']:>9.2e} {record['images_per_s']:>7.1f} {m}")  # fmt: skip
         if recorder is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / f"rank{rank}_indices.json").write_text(json.dumps(
-                {"rank": rank, "world_size": world_size, "indices": indices_log, "params_sha256": params_sha256(net)}))
+            (out_dir / f"rank{rank}_indices.json").write_text(
+                json.dumps(
+                    {
+                        "rank": rank,
+                        "world_size": world_size,
+                        "indices": indices_log,
+                        "params_sha256": params_sha256(net),
+                    }
+                )
+            )
         if distributed:
             dist.barrier()  # rank 0 has finished writing before any rank returns
     finally:
@@ -323,7 +343,7 @@ def collect_detections(
     net = unwrap_model(model)
     was_training = net.training
     net.eval()
-    device = torch.device(device) if device is not None else _model_device(net)
+    device = torch.device(device) if device is not None else model_device(net)
     detections: list[dict] = []
     targets: list[dict] = []
     for b, (images, batch_targets) in enumerate(loader):

@@ -93,8 +93,10 @@ def test_checkpoint_round_trip(tmp_path):
     assert _weights_equal(model, other)
     assert sched2.last_epoch == 1 and opt2.param_groups[0]["lr"] == pytest.approx(0.05)
     for p in model.parameters():
-        assert torch.equal(opt.state[p]["momentum_buffer"], opt2.state[dict(zip(model.parameters(),
-                                                                                other.parameters()))[p]]["momentum_buffer"])
+        assert torch.equal(
+            opt.state[p]["momentum_buffer"],
+            opt2.state[dict(zip(model.parameters(), other.parameters()))[p]]["momentum_buffer"],
+        )
 
 
 def test_rng_state_is_restored(tmp_path):

@@ -22,7 +22,7 @@ from ..matching import match_anchors
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["greedy_matches", "matching_view", "matching_widget", "MATCHING_COLUMNS"]
+__all__ = ["greedy_matches", "matching_view", "matching_widget"]
 
 MATCHING_CLASS = "ssd-matching-widget"
 MATCHING_TABLE_CLASS = "ssd-matching-table"
