@@ -26,7 +26,8 @@ _EXPORTS = {
 }
 _NAME_TO_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
 _SUBMODULES = {"config", "anchors", "boxes", "matching", "backbones", "model", "loss", "postprocess", "data",
-               "train", "evaluate", "viz", "widgets", "exercises", "cli", "analysis"}
+               "train", "evaluate", "viz", "widgets", "exercises", "cli", "analysis", "checkpoints",
+               "distributed", "monitoring"}
 
 __all__ = sorted(_NAME_TO_MODULE) + ["__version__"]
 

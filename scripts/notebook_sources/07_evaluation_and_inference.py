@@ -167,7 +167,7 @@ CELLS = [
     verdicts, claimed = judge_image(detections[image_index], targets[image_index])
     det = detections[image_index]
     print(f"image {image_index}: {len(targets[image_index]['boxes'])} objects, {len(det['scores'])} detections; "
-          f"the 6 best:")
+          f"the best {min(6, len(verdicts))}:")
     for n in range(min(6, len(verdicts))):
         print(f"  {cfg.class_names[det['labels'][n]]:>8} score {det['scores'][n]:.3f}: {verdicts[n][0]:<12} "
               f"(IoU with its best {cfg.class_names[det['labels'][n]]} {verdicts[n][1]:.2f})")
@@ -319,10 +319,13 @@ CELLS = [
                     for c in sorted(voc07["ap_per_class"])))
     """),
     markdown(r"""
-    The three numbers at IoU 0.5 are close: they integrate the same curve in different ways. The 11-point
-    version is coarse (it jumps in steps of 1/11 of a precision drop near a recall level); the all-point
-    version is exact; COCO's 101 points sit in between. The drop from 0.5 to 0.75 and to [.5:.95] says how
-    tight the boxes are, something IoU ≥ 0.5 alone cannot see.
+    The three numbers at IoU 0.5 integrate the same curves in different ways. All-point AP is the exact area
+    under the staircase; COCO's 101 samples come close to it. The 11-point AP is coarse, and it is hard on a
+    detector whose recall stops short of 1: the sample at t = 1.0 then counts as precision 0, a loss of 1/11
+    ≈ 0.09 however good the rest of the curve is (look at the last column of the table above). That is why
+    VOC07 numbers sit below all-point numbers for the same detections, and why papers must say which one
+    they report. The drop from 0.5 to 0.75 and to [.5:.95] says how tight the boxes are, something
+    IoU ≥ 0.5 alone cannot see.
 
     ## Thresholds: evaluation versus deployment
 
@@ -367,7 +370,8 @@ CELLS = [
 
     Aggregate numbers say *how often* a detector is wrong; pictures say *how*. The verdicts of `judge_image`
     rank the false positives by score (the most confident mistakes first) and list the objects that no
-    detection with score ≥ 0.5 found.
+    detection with score ≥ 0.5 found, with the best score any detection of the right class reached on them
+    (IoU ≥ 0.5).
     """),
     code(r"""
     false_positives = []  # (score, image, detection index, verdict, IoU)
@@ -418,14 +422,14 @@ CELLS = [
         viz.show_image(ax, images[b])
         viz.draw_boxes(ax, targets[b]["boxes"][m : m + 1], targets[b]["labels"][m : m + 1],
                        class_names=cfg.class_names, color="orange")
-        ax.set_title(f"image {b}: {side:.0f} px object\nbest score on it {best:.2f}", fontsize=8)
+        ax.set_title(f"image {b}: {side:.0f} px object\nbest score on it {best:.3f}", fontsize=8)
 
 
     gallery(false_positives[:6], "The most confident false positives (red; ground truth white)", draw_fp)
     """),
     code(r"""
-    gallery(sorted(missed, key=lambda x: -x[3])[:6],
-            "Objects missed at score 0.5 (orange), the nearest misses first", draw_miss)
+    gallery(sorted(missed, key=lambda x: (x[3], x[0]))[:6],
+            "Objects missed at score 0.5 (orange), the worst first: lowest score of a detection on them", draw_miss)
     """),
     markdown(r"""
     Typical patterns for this model: duplicates and localisation errors on large objects, whose box is harder
