@@ -58,7 +58,9 @@ def test_coverage_view_rows_are_anchor_coverage():
     assert [r["anchors"] for r in rows[:-1]] == list(edited.anchors_per_level)
     assert rows[-1]["level"] == "all" and rows[-1]["alone"] == cov["overall"] and rows[-1]["anchors"] == 1364
     assert rows[0]["box_size"] == pytest.approx(12.8 * 1.5) and rows[0]["ratios"] == "2"
-    assert len(fig.axes) == 2 and f"{cov['overall']:.1%}" in fig.axes[0].get_title()
+    assert len(fig.axes) == 3 and f"{cov['overall']:.1%}" in fig.axes[0].get_title()
+    stacked = fig.axes[1].patches  # covered bars first, then not covered: together every box once
+    assert sum(p.get_height() for p in stacked) == len(boxes)
 
 
 def test_coverage_grows_when_sizes_fit_the_boxes():

@@ -432,11 +432,14 @@ CELLS = [
             "Objects missed at score 0.5 (orange), the worst first: lowest score of a detection on them", draw_miss)
     """),
     markdown(r"""
-    Typical patterns for this model: duplicates and localisation errors on large objects, whose box is harder
-    to pin down; wrong-class confusions between shapes that look alike once small (a small triangle and a small
-    circle differ in a handful of pixels); missed objects that are small or overlapped. Each points to a fix:
-    tighter NMS for duplicates, anchors that fit the object sizes better (notebook 08), more training or
-    augmentation for the rest.
+    What the pictures show for this model: the confident false positives are mostly **wrong classes**, and
+    most of them sit where shapes overlap (a circle with a triangle drawn over part of it is, in its pixels,
+    partly a triangle). The worst misses are mostly shapes painted **on top of another shape**:
+    `ShapesDataset` picks each colour far from the background's, not from the shape underneath, so such a
+    shape can have nearly the colour of its neighbour and almost vanish; small ones suffer most. Duplicates
+    are rare at NMS 0.45. Each kind of mistake points to a different fix: duplicates to the NMS threshold,
+    localisation errors to anchors that fit the objects (notebook 08), confusions and low-contrast objects to
+    more (and more varied) training data.
 
     ## Inference speed
 

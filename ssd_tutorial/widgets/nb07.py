@@ -122,7 +122,8 @@ def threshold_view(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, target
                                       nms_threshold=nms_threshold)  # fmt: skip
     numbers = {"score_threshold": float(score_threshold), "nms_threshold": float(nms_threshold),
                **threshold_numbers(detections, targets, iou_threshold)}  # fmt: skip
-    titles = [f"image {i}: {detections[i]['scores'].numel()} detections" for i in picks]
+    counts = [detections[i]["scores"].numel() for i in picks]
+    titles = [f"image {i}: {n} detection{'' if n == 1 else 's'}" for i, n in zip(picks, counts)]
     fig = plot_detections(images[picks], [detections[i] for i in picks], [targets[i] for i in picks],
                           class_names=cfg.class_names, min_score=0.0, titles=titles)  # fmt: skip
     fig.suptitle(f"score > {score_threshold:g}, NMS IoU {nms_threshold:g}: colour = class, dashed = ground truth",

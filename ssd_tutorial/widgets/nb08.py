@@ -90,6 +90,34 @@ def _anchor_shapes(cfg: SSDConfig) -> Tensor:
     return torch.tensor([wh for k in range(cfg.num_levels) for wh in level_box_shapes(cfg, k)])  # [sum k_l, 2]
 
 
+def _draw_coverage_by_size(ax: Any, wh: Tensor, covered: Tensor, cfg: SSDConfig) -> None:
+    """Stacked histogram of box sizes sqrt(w h), covered and not, with each level's two square sizes."""
+    from matplotlib.ticker import NullFormatter
+
+    from ..viz import _color
+
+    side = wh.detach().double().prod(dim=1).sqrt().cpu()  # [M]
+    flags = covered.cpu()
+    lo, hi = float(side.min()) / 1.1, float(side.max()) * 1.1
+    edges = torch.logspace(math.log10(lo), math.log10(hi), 31).numpy()
+    ax.hist([side[flags].numpy(), side[~flags].numpy()], bins=edges, stacked=True, color=[_color(2), _color(3)],
+            label=["covered", "not covered"])  # fmt: skip
+    for k in range(cfg.num_levels):
+        for size, style in ((cfg.box_sizes[k], "--"), (math.sqrt(cfg.box_sizes[k] * cfg.box_sizes[k + 1]), ":")):
+            if lo <= size <= hi:
+                ax.axvline(size, color=_color(4 + k), linestyle=style, linewidth=1.2)
+                ax.text(size, 1.0, f"L{k}", color=_color(4 + k), fontsize=7, ha="center", va="bottom",
+                        transform=ax.get_xaxis_transform())  # fmt: skip
+    ax.set_xscale("log")
+    ticks = [t for t in (4, 8, 16, 32, 64, 128, 256, 512, 1024) if lo <= t <= hi]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("box size sqrt(w h) (px, log scale)")
+    ax.set_ylabel("boxes")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("by size; lines: level k's squares s_k (--) and s'_k (:)", fontsize=9, pad=12)
+
+
 def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0,
                   aspect_ratios: str | Sequence[Any] | None = None,
                   iou_threshold: float = 0.5) -> tuple[Figure, list[dict]]:  # fmt: skip
@@ -122,8 +150,8 @@ def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0
     rows.append({"level": "all", "feature_map": None, "step": None, "box_size": None, "ratios": None,
                  "anchors": edited.num_anchors, "alone": cov["overall"], "best_share": cov["overall"]})  # fmt: skip
 
-    fig = _new_figure((11.0, 4.2))
-    bars, scatter = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    fig = _new_figure((15.0, 4.2))
+    bars, by_size, scatter = fig.add_subplot(1, 3, 1), fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)
     levels = torch.arange(edited.num_levels, dtype=torch.float64).numpy()
     bars.bar(levels - 0.2, cov["per_level"], width=0.4, color=_color(0), label="covered by this level alone")
     bars.bar(levels + 0.2, cov["best_level_share"], width=0.4, color=_color(1),
@@ -138,7 +166,9 @@ def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0
     bars.set_title(f"coverage at IoU >= {iou_threshold:g}: {cov['overall']:.1%} ({edited.num_anchors} anchors)",
                    fontsize=9)  # fmt: skip
     wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]  # [M, 2]
-    draw_box_shapes(scatter, wh, _anchor_shapes(edited), covered=cov["best_iou"] >= iou_threshold)
+    covered = cov["best_iou"] >= iou_threshold  # [M]
+    _draw_coverage_by_size(by_size, wh, covered, edited)
+    draw_box_shapes(scatter, wh, _anchor_shapes(edited), covered=covered)
     ratios = ratios_text(edited) if any(edited.aspect_ratios) else "none (squares only)"
     fig.suptitle(f"{edited.name}: box sizes x {size_scale:g}, aspect ratios per level: {ratios}", fontsize=10)
     return fig, rows
