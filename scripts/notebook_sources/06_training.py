@@ -10,7 +10,7 @@ CELLS = [
     # 06 — Training SSD from scratch
 
     Notebooks 01–05 built every piece: anchors, the network, matching and the loss. Now we put them in a
-    training loop and train the small `TINY_SHAPES` model on generated shapes, on a CPU, in a few minutes.
+    training loop and train the small `TINY_SHAPES` model on generated shapes, from random weights, on a CPU.
 
     **After this notebook you will be able to**
     - describe the training data and SSD's data augmentation, and draw both;

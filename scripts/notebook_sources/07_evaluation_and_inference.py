@@ -214,7 +214,7 @@ CELLS = [
         ### END SOLUTION
 
 
-    exercises.check("07_precision_recall", precision_recall);
+    _ = exercises.check("07_precision_recall", precision_recall)
     """),
     markdown(r"""
     The package's curves for every class; dashed is the **interpolated** precision, the best precision at

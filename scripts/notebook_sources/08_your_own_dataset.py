@@ -252,7 +252,7 @@ CELLS = [
         ### END SOLUTION
 
 
-    exercises.check("08_centered_iou", my_centered_iou);
+    _ = exercises.check("08_centered_iou", my_centered_iou)
     """),
     markdown(r"""
     k-means alternates two steps until nothing changes (Lloyd's algorithm): **assign** every box to the
@@ -272,7 +272,7 @@ CELLS = [
         ### END SOLUTION
 
 
-    exercises.check("08_kmeans_step", kmeans_step);
+    _ = exercises.check("08_kmeans_step", kmeans_step)
     """),
     markdown(r"""
     The package's `kmeans_box_shapes` repeats that step until the assignments stop changing. It also chooses
