@@ -282,7 +282,7 @@ CELLS = [
         ### END SOLUTION
 
 
-    exercises.check("07_voc07_ap", ap11);
+    _ = exercises.check("07_voc07_ap", ap11)
     """),
     markdown(r"""
     **All-point AP** (VOC 2010 onwards) integrates the interpolated curve exactly instead of sampling it: the

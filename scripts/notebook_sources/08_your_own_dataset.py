@@ -197,9 +197,10 @@ CELLS = [
     fig
     """),
     markdown(r"""
-    Which boxes are missed? Look at the right panel: they are not the odd shapes but boxes of every size.
-    The small ones sit between the centres of the 16 × 16 map (8 px apart): a 15 px box shifted by 4 px from
-    the nearest 12.8 px anchor overlaps it by less than half. The large ones land on coarse maps whose few
+    Which boxes are missed? Not odd shapes (right panel: every box is a square) but boxes of every size
+    (middle panel), with the largest share among the smallest boxes. Those sit between the centres of the
+    16 × 16 map (8 px apart): a 15 px box 4 px off the nearest 12.8 px anchor in x and in y overlaps it with
+    IoU 0.34. The large ones land on coarse maps whose few
     centres are 32–128 px apart. Two numbers set a level's reach: its step and its box size. An anchor needs
     to be at least about twice its step for most boxes of its size to find one close enough.
 

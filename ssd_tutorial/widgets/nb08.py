@@ -92,27 +92,22 @@ def _anchor_shapes(cfg: SSDConfig) -> Tensor:
 
 def _draw_coverage_by_size(ax: Any, wh: Tensor, covered: Tensor, cfg: SSDConfig) -> None:
     """Stacked histogram of box sizes sqrt(w h), covered and not, with each level's two square sizes."""
-    from matplotlib.ticker import NullFormatter
-
     from ..viz import _color
 
     side = wh.detach().double().prod(dim=1).sqrt().cpu()  # [M]
     flags = covered.cpu()
-    lo, hi = float(side.min()) / 1.1, float(side.max()) * 1.1
-    edges = torch.logspace(math.log10(lo), math.log10(hi), 31).numpy()
+    lo, hi = math.floor(float(side.min())), math.ceil(float(side.max()))
+    width = max(1, math.ceil((hi - lo + 1) / 25))  # whole pixels per bin: integer box sizes fill bins evenly
+    edges = torch.arange(lo, hi + width + 1, width, dtype=torch.float64).numpy()
     ax.hist([side[flags].numpy(), side[~flags].numpy()], bins=edges, stacked=True, color=[_color(2), _color(3)],
             label=["covered", "not covered"])  # fmt: skip
     for k in range(cfg.num_levels):
         for size, style in ((cfg.box_sizes[k], "--"), (math.sqrt(cfg.box_sizes[k] * cfg.box_sizes[k + 1]), ":")):
-            if lo <= size <= hi:
+            if edges[0] <= size <= edges[-1]:
                 ax.axvline(size, color=_color(4 + k), linestyle=style, linewidth=1.2)
                 ax.text(size, 1.0, f"L{k}", color=_color(4 + k), fontsize=7, ha="center", va="bottom",
                         transform=ax.get_xaxis_transform())  # fmt: skip
-    ax.set_xscale("log")
-    ticks = [t for t in (4, 8, 16, 32, 64, 128, 256, 512, 1024) if lo <= t <= hi]
-    ax.set_xticks(ticks, [str(t) for t in ticks])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("box size sqrt(w h) (px, log scale)")
+    ax.set_xlabel("box size sqrt(w h) (px)")
     ax.set_ylabel("boxes")
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title("by size; lines: level k's squares s_k (--) and s'_k (:)", fontsize=9, pad=12)
