@@ -44,6 +44,8 @@ CELLS = [
     """, "parameters"),
     code(r"""
     %matplotlib inline
+    %config InlineBackend.figure_formats = ["jpeg"]
+    %config InlineBackend.print_figure_kwargs = {"bbox_inches": "tight", "pil_kwargs": {"quality": 85}}
     import warnings
 
     import matplotlib.pyplot as plt
