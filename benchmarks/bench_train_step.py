@@ -212,9 +212,8 @@ def fit_throughput(opts: BenchOptions, iterations: int | None = None) -> dict[st
     model = SSD(TINY_SHAPES)
     kwargs = {k: recipe[k] for k in FIT_KEYS if k in recipe and k != "epochs"}
     kwargs["channels_last"] = kwargs.get("channels_last", False) or opts.channels_last
-    cuda = torch.device(opts.device).type == "cuda"
-    history = fit(model, loader, epochs=1, **kwargs, device=opts.device, amp=cuda and opts.amp is not None,
-                  progress=False, seed=opts.seed)  # fmt: skip
+    history = fit(model, loader, epochs=1, **kwargs, device=opts.device, amp=opts.amp or False, progress=False,
+                  seed=opts.seed)  # fmt: skip
     return {"images_per_s": history[0]["images_per_s"], "batch": batch, "iterations": iterations}
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "Result",
     "autocast",
     "compare",
+    "full_float32",
     "machine_info",
     "measure_peak",
     "median_times",
@@ -136,6 +137,24 @@ def autocast(opts: BenchOptions, enabled: bool = True) -> contextlib.AbstractCon
     return torch.autocast(torch.device(opts.device).type, dtype=AMP_DTYPES[opts.amp])
 
 
+@contextlib.contextmanager
+def full_float32(device: str | torch.device):
+    """Turn off TF32 for the result checks on CUDA (cuDNN and matmul round inputs to 10 bits with it on).
+
+    Both sides then compute in true float32, so results agree to float32 rounding even where cuDNN picks
+    different algorithms for the two models. Timed calls run with the defaults again.
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def timings(functions: list[Callable[[], Any]], repeats: int, device: str) -> list[tuple[float, float]]:
     """Median (wall, CPU) seconds of each function over ``repeats`` calls.
 
@@ -208,14 +227,16 @@ def compare(c: Comparison, opts: BenchOptions) -> Result:
     base = dict(what=c.what, ours_name=c.ours_name, theirs_name=c.theirs_name, goal=c.goal, images=c.images,
                 flops=c.flops, note=c.note)  # fmt: skip
     start = time.perf_counter()
-    ours_out, ours_mb = measure_peak(c.ours_check or c.ours, opts.device)
-    theirs_out, theirs_mb = measure_peak(c.theirs_check or c.theirs, opts.device)
+    with full_float32(opts.device):
+        ours_out, ours_mb = measure_peak(c.ours_check or c.ours, opts.device)
+        theirs_out, theirs_mb = measure_peak(c.theirs_check or c.theirs, opts.device)
     try:
         same = c.same(ours_out, theirs_out)
     except Mismatch as err:
         return Result(**base, same=f"DIFFERENT: {err}", ok=False)
     del ours_out, theirs_out
-    if c.ours_check is not None or c.theirs_check is not None:  # the check ran other calls: warm up and measure
+    if c.ours_check is not None or c.theirs_check is not None or torch.device(opts.device).type == "cuda":
+        # the check ran other calls (or without TF32): warm up and measure the timed ones
         _, ours_mb = measure_peak(c.ours, opts.device)
         _, theirs_mb = measure_peak(c.theirs, opts.device)
     first_call = (time.perf_counter() - start) / 2

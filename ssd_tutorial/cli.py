@@ -102,10 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available; cuda:LOCAL_RANK under torchrun)")
     t.add_argument(
         "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="float16 mixed precision (default: on for CUDA, off otherwise; CUDA only)",
+        nargs="?",
+        const="fp16",
+        choices=["fp16", "bf16"],
+        help="mixed precision: --amp or --amp fp16 (float16 + GradScaler, CUDA only), --amp bf16 (CUDA or CPU); "
+        "default: fp16 on CUDA, float32 otherwise",
     )
+    t.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="train in float32, also on CUDA")
     t.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,

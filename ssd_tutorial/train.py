@@ -45,6 +45,7 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained",
     "lr_factor",
+    "resolve_amp",
     "build_optimizer",
     "params_sha256",
     "TRAIN_RECIPES",
@@ -100,7 +101,7 @@ def fit(
     eval_every: int = 1,
     out_dir: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
-    amp: bool | None = None,
+    amp: bool | str | None = None,
     channels_last: bool = False,
     device: str | torch.device | None = None,
     tensorboard: bool = False,
@@ -131,7 +132,9 @@ def fit(
         out_dir: gets ``last.pt`` (every epoch), ``best.pt`` (best val mAP, or lowest loss without
             validation), ``history.json`` and TensorBoard logs; only rank 0 writes.
         resume: a checkpoint written by ``fit``; training continues exactly where it stopped.
-        amp: float16 autocast + GradScaler; None means on iff the device is CUDA. CUDA only.
+        amp: mixed precision. ``"fp16"`` (or ``True``): float16 autocast with a GradScaler, CUDA only;
+            ``"bf16"``: bfloat16 autocast, no scaler needed (CUDA, or a CPU with bf16 support); ``False``:
+            float32. None: ``"fp16"`` on CUDA, float32 elsewhere.
         channels_last: channels-last memory format for the model and the images.
         device: defaults to the model's device (``cuda:LOCAL_RANK`` or CPU under torchrun).
         tensorboard: losses and lr per iteration, mAP and debug images per epoch, in ``out_dir/tb``.
@@ -162,10 +165,8 @@ def fit(
     rank, world_size = distributed_env()
     distributed = world_size > 1
     device = pick_device(model, device, distributed)
-    if amp is None:
-        amp = device.type == "cuda"
-    elif amp and device.type != "cuda":
-        raise ValueError(f"amp=True needs a CUDA device, got {device}; mixed precision here is CUDA-only")
+    amp_dtype = resolve_amp(amp, device)
+    amp = amp_dtype is not None
     created_group = distributed and not dist.is_initialized()
     if created_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -187,7 +188,7 @@ def fit(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
             it, iters_per_epoch=iters, total_iters=max(1, epochs * iters), warmup_iters=warmup_iters,
             schedule=schedule, step_size=step_size, gamma=gamma))  # fmt: skip
-        scaler = torch.amp.GradScaler(device.type, enabled=amp)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no scaling
         history: list[dict] = []
         best: float | None = None
         start_epoch = 0
@@ -196,7 +197,7 @@ def fit(
             if "optimizer" in checkpoint:  # a training checkpoint: continue where it stopped (else: weights only)
                 optimizer.load_state_dict(checkpoint["optimizer"])
                 scheduler.load_state_dict(checkpoint["scheduler"])
-                if amp and "scaler" in checkpoint:
+                if scaler.is_enabled() and checkpoint.get("scaler"):
                     scaler.load_state_dict(checkpoint["scaler"])
                 start_epoch = int(checkpoint["epoch"])
                 history = list(checkpoint["metrics"].get("history", []))
@@ -209,7 +210,8 @@ def fit(
         cfg = getattr(net, "cfg", None)
         hparams = dict(epochs=epochs, optimizer=type(optimizer).__name__, lr=lr, momentum=momentum,
                        weight_decay=weight_decay, warmup_iters=warmup_iters, schedule=schedule, step_size=step_size,
-                       gamma=gamma, grad_clip=grad_clip, seed=seed, world_size=world_size, amp=amp,
+                       gamma=gamma, grad_clip=grad_clip, seed=seed, world_size=world_size,
+                       amp=str(amp_dtype).removeprefix("torch.") if amp else False,
                        config=cfg.to_dict() if cfg is not None else None)  # fmt: skip
         say = (log_fn if log_fn is not None else (tqdm.write if progress else None)) if is_main else None
         if say is not None and start_epoch < epochs:
@@ -225,9 +227,9 @@ def fit(
             bar = tqdm(total=iters, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
                        disable=None if (progress and is_main) else True)  # fmt: skip
             start = time.perf_counter()
-            sums = _train_epoch(model, net, train_loader, optimizer, scheduler, scaler, device=device, amp=amp,
-                                channels_last=channels_last, grad_clip=grad_clip, iters=iters, epoch=epoch,
-                                loggers=loggers, bar=bar)  # fmt: skip
+            sums = _train_epoch(model, net, train_loader, optimizer, scheduler, scaler, device=device,
+                                amp_dtype=amp_dtype, channels_last=channels_last, grad_clip=grad_clip, iters=iters,
+                                epoch=epoch, loggers=loggers, bar=bar)  # fmt: skip
             elapsed = time.perf_counter() - start
             bar.close()
             if recorder is not None:
@@ -247,7 +249,7 @@ def fit(
             best = record[key] if improved else best
             if is_main and out_dir is not None:
                 state = dict(epoch=epoch + 1, cfg=cfg, metrics={"history": history, "best": best},
-                             scaler=scaler if amp else None)  # fmt: skip
+                             scaler=scaler if scaler.is_enabled() else None)  # fmt: skip
                 save_checkpoint(out_dir / "last.pt", net, optimizer, scheduler, **state)
                 if improved:
                     save_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, **state)
@@ -278,9 +280,35 @@ def fit(
     return history
 
 
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_amp(amp: bool | str | None, device: str | torch.device) -> torch.dtype | None:
+    """The autocast dtype ``fit`` uses for ``amp`` on ``device``, or None for float32.
+
+    ``None`` means float16 on CUDA and float32 elsewhere; ``True`` is ``"fp16"``. float16 needs a GradScaler and
+    is CUDA-only here; bfloat16 has float32's exponent range, needs no scaler and also runs on CPUs.
+
+    Introduced in: 06_training.ipynb
+    """
+    device = torch.device(device)
+    if amp is None:
+        amp = device.type == "cuda"
+    if amp is False:
+        return None
+    name = "fp16" if amp is True else amp
+    if name not in AMP_DTYPES:
+        raise ValueError(f"amp must be None, a bool, 'fp16' or 'bf16', got {amp!r}")
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError(f"amp={amp!r} (float16 with a GradScaler) needs a CUDA device, got {device}; "
+                         f"use amp='bf16' or amp=False here")  # fmt: skip
+    return AMP_DTYPES[name]
+
+
 def _train_epoch(model: nn.Module, net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 scheduler: Any, scaler: Any, *, device: torch.device, amp: bool, channels_last: bool,
-                 grad_clip: float | None, iters: int, epoch: int, loggers: RunLoggers, bar: Any) -> Tensor:  # fmt: skip
+                 scheduler: Any, scaler: Any, *, device: torch.device, amp_dtype: torch.dtype | None,
+                 channels_last: bool, grad_clip: float | None, iters: int, epoch: int, loggers: RunLoggers,
+                 bar: Any) -> Tensor:  # fmt: skip
     """One pass over ``loader``; returns float64 sums [loss_loc, loss_cls, iterations, images]."""
     model.train()
     sums = torch.zeros(4, dtype=torch.float64)
@@ -291,7 +319,7 @@ def _train_epoch(model: nn.Module, net: nn.Module, loader: DataLoader, optimizer
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = [{k: v.to(device) if isinstance(v, Tensor) else v for k, v in t.items()} for t in targets]
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float16, enabled=amp_dtype is not None):
             losses = model(images, targets)
         loss = losses["loss_loc"] + losses["loss_cls"]
         optimizer.zero_grad(set_to_none=True)

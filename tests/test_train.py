@@ -19,7 +19,7 @@ from ssd_tutorial.config import TINY_SHAPES
 from ssd_tutorial.data import ShapesDataset, collate_detection
 from ssd_tutorial.distributed import RecordingSampler, seed_epoch
 from ssd_tutorial.model import build_ssd
-from ssd_tutorial.train import PRETRAINED_DIR, collect_detections, fit, lr_factor, params_sha256
+from ssd_tutorial.train import PRETRAINED_DIR, collect_detections, fit, lr_factor, params_sha256, resolve_amp
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -288,6 +288,29 @@ def test_record_indices_and_max_iters(tmp_path):
     assert data["world_size"] == 1 and set(data["indices"]) == {"1", "2"}
     assert all(len(v) == 8 and len(set(v)) == 8 for v in data["indices"].values())  # 2 iterations x 4 images
     assert data["params_sha256"] == params_sha256(model)
+
+
+def test_resolve_amp_defaults_and_errors():
+    assert resolve_amp(None, "cpu") is None and resolve_amp(False, "cuda") is None
+    assert resolve_amp(None, "cuda") is torch.float16 and resolve_amp(True, "cuda") is torch.float16
+    assert resolve_amp("bf16", "cpu") is torch.bfloat16 and resolve_amp("fp16", "cuda:1") is torch.float16
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        resolve_amp("fp16", "cpu")
+    with pytest.raises(ValueError, match="'fp16' or 'bf16', got 'float8'"):
+        resolve_amp("float8", "cuda")
+
+
+def test_fit_bf16_autocast_on_cpu_trains_in_bfloat16(tmp_path):
+    model = _model()
+    seen = []
+    hook = model.cls_heads[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    history = fit(model, _loader(8), epochs=1, amp="bf16", device="cpu", out_dir=tmp_path, **FAST)
+    hook.remove()
+    assert seen and all(d is torch.bfloat16 for d in seen)  # the convolutions ran under bf16 autocast
+    assert all(p.dtype is torch.float32 for p in model.parameters())  # master weights stay float32
+    assert math.isfinite(history[0]["loss"])
+    checkpoint = load_checkpoint(tmp_path / "last.pt", _model())
+    assert checkpoint.get("scaler") is None  # bf16 needs no GradScaler
 
 
 def test_fit_rejects_bad_arguments(tmp_path):
