@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # Jupyter refuses to run as root (containers, CI) unless told; harmless otherwise.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test lint format student bench bench-quick checkpoint clean-build
+.PHONY: setup lab test lint format student bench bench-quick bench-gpu checkpoint clean-build
 
 setup:
 	@bash scripts/setup_env.sh
@@ -32,6 +32,10 @@ bench: setup
 
 bench-quick: setup
 	$(PY) -m benchmarks.run --quick
+
+# On a CUDA machine: CUDA tests, then SSD300/SSD512 at batch 32 (and 64) with AMP; figures in build/gpu/RESULTS.md.
+bench-gpu: setup
+	PYTHON=$(PY) bash benchmarks/gpu.sh build/gpu
 
 checkpoint: setup
 	$(PY) -m ssd_tutorial train --preset tiny_shapes --seed 0 --epochs 12 --num-train 6400 --out runs/tiny_shapes_release

@@ -11,7 +11,7 @@ set -u
 out=${1:-build/gpu}
 mkdir -p "$out"
 py=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1
 cp benchmarks/RESULTS.md "$out/RESULTS.md"
 
 step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUT/NAME.log, never stop the script
@@ -19,7 +19,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUT/NAME.log,
     shift 2
     echo "=== $name ($(date +%T), limit ${limit}s): $*"
     local start=$SECONDS
-    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    timeout -s ABRT -k 10 "$limit" "$@" >"$out/$name.log" 2>&1  # SIGABRT: faulthandler prints where it was
     local rc=$?
     tail -n 25 "$out/$name.log"
     echo "=== $name: exit $rc after $((SECONDS - start)) s"

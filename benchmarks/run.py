@@ -213,7 +213,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     out = run(opts, sections, log=lambda line: print(line, flush=True))
     title = "Side by side with torchvision (`make bench`)"
-    if args.threads:
+    if cuda:
+        title = (f"Side by side with torchvision on {torch.cuda.get_device_name(args.device)}, "
+                 f"{args.amp or 'float32'}{' + channels_last' if args.channels_last else ''}")  # fmt: skip
+    elif args.threads:
         title = f"Side by side with torchvision, {args.threads} torch thread{'s' if args.threads > 1 else ''}"
     markdown = to_markdown(out, opts, info, time.perf_counter() - start, title)
     print("\n" + markdown)
