@@ -5,7 +5,7 @@
 A source module defines ``NAME`` (e.g. ``"01_constants"``), ``CELLS`` (a list made with :func:`markdown`
 and :func:`code`) and ``CI_PARAMETERS`` (a dict, stored in ``metadata["ssd_tutorial"]["ci_parameters"]``).
 Cell ids are derived from the position, and execution runs on a fresh ``python3`` kernel (this
-interpreter's, see tests/notebook_harness.py) with the working directory notebooks/, without timing
+interpreter's, started over IPC by tests/notebook_harness.py) with the working directory notebooks/, without timing
 metadata, so rebuilding an unchanged source gives the same file apart from images.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -79,21 +78,27 @@ def build(name: str, cells: list[nbformat.NotebookNode], ci_parameters: dict[str
     return nb
 
 
+def _notebook_harness() -> Any:
+    """tests/notebook_harness.py, which holds the kernel environment and the IPC kernel manager the tests use."""
+    if "notebook_harness" not in sys.modules:  # under pytest, tests/ is on sys.path and it is imported already
+        spec = importlib.util.spec_from_file_location("notebook_harness", REPO_ROOT / "tests" / "notebook_harness.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["notebook_harness"] = module
+    return sys.modules["notebook_harness"]
+
+
 def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:
-    """Run every cell top to bottom on a fresh kernel, in notebooks/; raises on the first error."""
+    """Run every cell top to bottom on a fresh kernel (over IPC, as in the tests), in notebooks/; raises on the
+    first error."""
     from nbclient import NotebookClient
 
-    saved = dict(os.environ)
-    own = str(Path(sys.prefix) / "share" / "jupyter")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (own, saved.get("JUPYTER_PATH", "")) if p)
-    os.environ.pop("MPLBACKEND", None)
-    try:
+    harness = _notebook_harness()
+    with harness.replaced_environ(harness.kernel_environ()):
         client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, record_timing=False,
+                                kernel_manager_class=harness.AsyncIPCKernelManager,
                                 resources={"metadata": {"path": str(NOTEBOOK_DIR)}})  # fmt: skip
         client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     return nb
 
 

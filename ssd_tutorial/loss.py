@@ -53,8 +53,10 @@ def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float = 3) -
     num_neg = torch.floor(neg_pos_ratio * num_pos.clamp(min=1).to(torch.float64)).long()  # [B]
     neg_loss = ce.detach().masked_fill(positive, float("-inf"))  # positives sort last
     order = neg_loss.argsort(dim=1, descending=True)  # [B, A] anchor ids, hardest first
-    rank = order.argsort(dim=1)  # [B, A] rank of each anchor within its image
-    return (rank < num_neg[:, None]) & ~positive
+    # Mark the first num_neg of each row, then scatter the marks back to anchor order (cheaper than
+    # a second argsort to get each anchor's rank).
+    first = torch.arange(order.shape[1], device=order.device) < num_neg[:, None]  # [B, A] by rank
+    return torch.zeros_like(positive).scatter_(1, order, first) & ~positive
 
 
 def multibox_loss(
@@ -82,15 +84,15 @@ def multibox_loss(
     Introduced in: 05_loss.ipynb
     """
     _check_shapes(loc_preds, cls_logits, loc_targets, cls_targets)
-    B, A, C = cls_logits.shape
     dtype = torch.promote_types(cls_logits.dtype, torch.float32)  # fp16 logits under autocast
     positive = cls_targets > 0  # [B, A]
     num_pos = positive.sum().clamp(min=1).to(dtype)
 
     loss_loc = F.smooth_l1_loss(loc_preds[positive].to(dtype), loc_targets[positive].to(dtype),
                                 reduction="sum", beta=1.0)  # fmt: skip
-    ce = F.cross_entropy(cls_logits.reshape(B * A, C).to(dtype), cls_targets.reshape(B * A).long(),
-                         reduction="none").reshape(B, A)  # [B, A]  # fmt: skip
+    # Classes on dim 1 ([B, C, A] view, no copy): log-softmax then runs along the contiguous anchors; on a
+    # CPU that is ~5x faster (forward and backward) than over B*A rows of only C values.
+    ce = F.cross_entropy(cls_logits.transpose(1, 2).to(dtype), cls_targets.long(), reduction="none")  # [B, A]
     keep = positive | hard_negative_mask(ce, positive, neg_pos_ratio)  # [B, A]
     loss_cls = ce[keep].sum()
     return {"loss_loc": loss_loc / num_pos, "loss_cls": loss_cls / num_pos}

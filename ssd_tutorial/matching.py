@@ -83,7 +83,7 @@ def _iou_maxima(boxes_xyxy: Tensor, anchors_xyxy: Tensor, block: int | None = No
     Returns:
         anchor_best: Tensor[B, A], best IoU of each anchor over the boxes of its image.
         box_best: Tensor[B, M], best IoU of each box over the anchors.
-        box_best_anchor: Tensor[B, M] long, that anchor (ties -> lowest anchor index).
+        box_best_anchor: Tensor[B, M] long, that anchor (ties -> lowest anchor index); 0 where box_best is 0.
     """
     batch, num_boxes, _ = boxes_xyxy.shape
     num_anchors = anchors_xyxy.shape[0]
@@ -91,7 +91,8 @@ def _iou_maxima(boxes_xyxy: Tensor, anchors_xyxy: Tensor, block: int | None = No
         values = _BLOCK_VALUES["cpu" if anchors_xyxy.device.type == "cpu" else "other"]
         block = max(256, values // max(batch * num_boxes, 1))
     anchor_best = []
-    box_best = boxes_xyxy.new_full((batch, num_boxes), -1.0)
+    # From 0, not -1: a box that overlaps no anchor of a block (IoU 0) then skips the argmax of that block.
+    box_best = boxes_xyxy.new_zeros(batch, num_boxes)
     box_best_anchor = torch.zeros(batch, num_boxes, dtype=torch.long, device=boxes_xyxy.device)
     workspace = boxes_xyxy.new_empty(3, batch * num_boxes * min(block, num_anchors))
     for start in range(0, num_anchors, block):

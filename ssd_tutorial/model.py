@@ -18,7 +18,7 @@ from .loss import multibox_loss
 from .matching import encode_targets
 from .postprocess import decode_detections
 
-__all__ = ["SSD", "build_ssd", "adapt_config"]
+__all__ = ["SSD", "build_ssd", "adapt_config", "source_feature_shapes"]
 
 
 class SSD(nn.Module):
@@ -191,12 +191,36 @@ def build_ssd(cfg: SSDConfig, pretrained_backbone: bool = False) -> SSD:
     return SSD(cfg, build_backbone(cfg, pretrained=pretrained_backbone))
 
 
+def source_feature_shapes(cfg: SSDConfig, image_size: int | None = None) -> list[tuple[int, int, int]]:
+    """``(channels, height, width)`` of each of the L source feature maps of ``cfg``'s backbone at ``image_size``.
+
+    A dry run: the backbone and extra layers of ``cfg`` are built on the meta device and run on an
+    empty ``[1, 3, S, S]`` image (``S = image_size``, default ``cfg.image_size``), which computes
+    shapes without allocating or computing anything.
+
+    Introduced in: 03_heads.ipynb
+    """
+    if not isinstance(cfg, SSDConfig):
+        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}")
+    S = cfg.image_size if image_size is None else image_size
+    if isinstance(S, bool) or not isinstance(S, int) or S < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    with torch.device("meta"), torch.no_grad():
+        backbone = build_backbone(cfg).eval()
+        try:
+            features = backbone(torch.empty(1, 3, S, S))
+        except RuntimeError as err:
+            raise ValueError(f"image_size {S} is too small for the {cfg.backbone} backbone of {cfg.name} "
+                             f"with {cfg.num_levels} levels: {err}") from err  # fmt: skip
+    return [(int(f.shape[1]), int(f.shape[2]), int(f.shape[3])) for f in features]
+
+
 def adapt_config(cfg: SSDConfig, image_size: int) -> SSDConfig:
     """``cfg`` for another input size, with the feature-map sizes measured by a dry run.
 
     The article's ``change_input_size``: build the backbone and extra layers of ``cfg``, run them on
-    a dummy ``[1, 3, S, S]`` image and read the sides of the L sources. The dry run happens on the
-    meta device, which computes shapes without allocating or computing anything. Steps become
+    a dummy ``[1, 3, S, S]`` image and read the sides of the L sources (:func:`source_feature_shapes`,
+    on the meta device, which computes shapes without allocating or computing anything). Steps become
     ``S / fm`` (fractional when fm does not divide S, so the last centres reach the image edge)
     and box sizes scale by ``S / cfg.image_size``.
 
@@ -205,14 +229,7 @@ def adapt_config(cfg: SSDConfig, image_size: int) -> SSDConfig:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     S = image_size
-    with torch.device("meta"), torch.no_grad():
-        backbone = build_backbone(cfg).eval()
-        try:
-            features = backbone(torch.empty(1, 3, S, S))
-        except RuntimeError as err:
-            raise ValueError(f"image_size {S} is too small for the {cfg.backbone} backbone of {cfg.name} "
-                             f"with {cfg.num_levels} levels: {err}") from err  # fmt: skip
-    sizes = tuple(int(f.shape[-1]) for f in features)
+    sizes = tuple(w for _, _, w in source_feature_shapes(cfg, S))
     scale = S / cfg.image_size
     return cfg.replace(
         image_size=S,

@@ -50,16 +50,67 @@ def _grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: f
     return keep[scores[keep].sort(descending=True, stable=True).indices]
 
 
+def _survivors(scores: Tensor, images: Tensor, limit: int, loc_preds: Tensor, anchors_cxcywh: Tensor,
+               cfg: SSDConfig) -> tuple[Tensor, ...]:  # fmt: skip
+    """Steps 1-3 of decode_detections on the ``limit`` best scores of each image in ``images``.
+
+    Args:
+        scores: Tensor[B, A*C] softmax scores, entry a*C + c; background entries are -1.
+        images: Tensor[P] long, the images to work on.
+        limit: how many of each image's best scores to look at.
+
+    Returns:
+        complete: Tensor[P] bool, the image has no candidate outside the ``limit`` best scores.
+        boxes Tensor[N, 4] xyxy px, scores Tensor[N], labels Tensor[N], image Tensor[N]: the boxes kept
+        by NMS, by descending score.
+    """
+    A, C = anchors_cxcywh.shape[0], cfg.num_classes
+    rows = scores if images.numel() == scores.shape[0] else scores[images]  # [P, A*C], no copy for all images
+    top_scores, top_index = rows.topk(limit, dim=1)  # [P, limit] each, scores descending
+    # Candidates strictly above the limit-th score: a prefix by score of all of the image's candidates,
+    # even when scores are tied at the limit (see the exactness note in decode_detections).
+    complete = (top_scores[:, -1] <= cfg.score_threshold) | (limit >= A * (C - 1))  # [P]
+    cutoff = torch.where(complete, cfg.score_threshold, top_scores[:, -1])  # [P]
+    row, column = (top_scores > cutoff.unsqueeze(1)).nonzero(as_tuple=True)  # [K] each
+    image, flat, cand_scores = images[row], top_index[row, column], top_scores[row, column]  # [K] each
+    anchor, label = flat // C, flat % C  # [K] each
+    # Group by (image, class), scores descending and anchors ascending inside a group (a fixed order for ties).
+    order = anchor.sort(stable=True).indices
+    order = order[cand_scores[order].sort(descending=True, stable=True).indices]
+    group = image * C + label  # [K]
+    order = order[group[order].sort(stable=True).indices]
+    image, anchor, label, group = image[order], anchor[order], label[order], group[order]  # [K] each
+    cand_scores = cand_scores[order]  # [K]
+    # At most pre_nms_top_k per class: rank inside the group.
+    first = torch.searchsorted(group, group)  # [K] first position of each candidate's group
+    top = torch.arange(group.numel(), device=group.device) - first < cfg.pre_nms_top_k  # [K]
+    image, anchor, label, group, cand_scores = (t[top] for t in (image, anchor, label, group, cand_scores))
+    # Decode only these candidates: offsets -> cxcywh -> xyxy, clipped to the image.
+    dtype = scores.dtype
+    deltas = loc_preds.reshape(-1, 4)[image * A + anchor]  # [K, 4]
+    boxes = cxcywh_to_xyxy(decode_boxes(deltas.to(dtype), anchors_cxcywh[anchor].to(dtype), cfg.variances))
+    boxes = boxes.clamp(min=0, max=cfg.image_size)  # [K, 4]
+    keep = _grouped_nms(boxes, cand_scores, group, cfg.nms_threshold)  # by score, descending
+    return complete, boxes[keep], cand_scores[keep], label[keep], image[keep]
+
+
 def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor, cfg: SSDConfig) -> list[dict]:
     """Turn head outputs into at most ``cfg.max_detections`` boxes per image.
 
-    The steps, for the whole batch at once (NMS groups are image * C + class):
+    The rules (DESIGN.md), for the whole batch at once (NMS groups are image * C + class):
 
     1. softmax over classes; for each object class c >= 1 of each image keep the at most
        ``cfg.pre_nms_top_k`` best scores that are > ``cfg.score_threshold``;
     2. decode their offsets (``cfg.variances``), convert to xyxy, clip to ``[0, cfg.image_size]``;
     3. NMS per image and class at ``cfg.nms_threshold``;
     4. per image, the best ``cfg.max_detections`` over all classes, by descending score.
+
+    Why we first look only at each image's best scores: NMS keeps or removes a box depending only on the
+    boxes of its class with a *higher* score. So if, among the candidates above some score s, NMS already
+    keeps ``max_detections`` boxes, no candidate at or below s can change the answer, and NMS (most of the
+    time on a CPU) never sees it. Steps 1-3 run on the ``2 * max_detections`` best scores of each image;
+    an image that keeps fewer boxes than ``max_detections`` from them is run again on 4x as many, until
+    its candidates are all seen. The result is the same as running NMS on all candidates.
 
     Args:
         loc_preds: Tensor[B, A, 4] predicted offsets.
@@ -76,38 +127,33 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
     B, A, C = cls_logits.shape
     # Scores in the boxes' dtype: NMS needs both alike (fp16 logits under autocast, fp32 anchors).
     dtype = torch.promote_types(loc_preds.dtype, anchors_cxcywh.dtype)
-    scores = cls_logits.to(dtype).softmax(dim=-1)[..., 1:]  # [B, A, C-1] object classes only
-    scores = scores.transpose(1, 2).contiguous()  # [B, C-1, A]: one row per (image, class)
+    scores = cls_logits.to(dtype).softmax(dim=-1)  # [B, A, C]
+    scores[..., 0] = -1.0  # background is never a detection (-1: below any threshold)
+    scores = scores.view(B, A * C)  # [B, A*C], entry a*C + c: one row per image, no transpose needed
 
-    candidate = scores > cfg.score_threshold  # [B, C-1, A]
-    k = cfg.pre_nms_top_k
-    crowded = candidate.sum(dim=2, dtype=torch.int32) > k  # [B, C-1] rows with more than k candidates
-    if crowded.any():  # keep only the k best of those rows
-        top = scores[crowded].topk(k, dim=1).indices  # [R, k]
-        best = torch.zeros_like(candidate[crowded]).scatter_(1, top, True)  # [R, A]
-        candidate[crowded] &= best
-    # Flat indices into [B, C-1, A]: candidates come out grouped by (image, class).
-    flat = candidate.flatten().nonzero().squeeze(1)  # [K]
-    image = flat // ((C - 1) * A)  # [K]
-    cand_labels = (flat // A) % (C - 1) + 1  # [K], back to ids where 0 is background
-    anchor = flat % A  # [K]
-    cand_scores = scores.flatten()[flat]  # [K]
-    # Decode only the candidates: offsets -> cxcywh -> xyxy, clipped to the image.
-    deltas = loc_preds.reshape(B * A, 4)[image * A + anchor]  # [K, 4]
-    cand_boxes = cxcywh_to_xyxy(decode_boxes(deltas.to(dtype), anchors_cxcywh[anchor].to(dtype), cfg.variances))
-    cand_boxes = cand_boxes.clamp(min=0, max=cfg.image_size)  # [K, 4]
-
-    keep = _grouped_nms(cand_boxes, cand_scores, image * C + cand_labels, cfg.nms_threshold)  # by score, desc
+    found = []  # per round: (boxes, scores, labels, image) of the images it finished
+    pending = torch.arange(B, device=cls_logits.device)  # [P] images still to finish
+    limit = min(2 * cfg.max_detections, A * (C - 1))
+    while pending.numel():
+        complete, *kept = _survivors(scores, pending, limit, loc_preds, anchors_cxcywh, cfg)
+        kept_image = kept[-1]
+        finished = complete | (torch.bincount(kept_image, minlength=B)[pending] >= cfg.max_detections)  # [P]
+        is_finished = torch.zeros(B, dtype=torch.bool, device=pending.device)
+        is_finished[pending[finished]] = True
+        take = is_finished[kept_image]
+        found.append([t[take] for t in kept])
+        pending = pending[~finished]
+        limit = min(4 * limit, A * (C - 1))
+    if not found:  # B == 0
+        return []
+    boxes, det_scores, labels, image = (torch.cat(parts) for parts in zip(*found))
     # A stable sort by image keeps the score order inside each image; then cap each image's count.
-    kept_image = image[keep]  # [N_all]
-    by_image = kept_image.sort(stable=True).indices  # [N_all]
-    keep, kept_image = keep[by_image], kept_image[by_image]
-    counts = torch.bincount(kept_image, minlength=B)  # [B]
+    by_image = image.sort(stable=True).indices  # [N_all]
+    image = image[by_image]
+    counts = torch.bincount(image, minlength=B)  # [B]
     starts = counts.cumsum(0) - counts  # [B] first position of each image
-    rank = torch.arange(keep.numel(), device=keep.device) - starts[kept_image]  # [N_all] rank in image
-    capped = rank < cfg.max_detections
-    keep = keep[capped]
+    rank = torch.arange(image.numel(), device=image.device) - starts[image]  # [N_all] rank in image
+    keep = by_image[rank < cfg.max_detections]
     counts = counts.clamp(max=cfg.max_detections).tolist()
-
-    per_image = zip(cand_boxes[keep].split(counts), cand_scores[keep].split(counts), cand_labels[keep].split(counts))
+    per_image = zip(boxes[keep].split(counts), det_scores[keep].split(counts), labels[keep].split(counts))
     return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in per_image]

@@ -1,4 +1,5 @@
 """Drive JupyterLab in headless Chromium for tests/test_browser.py: start a server, open a notebook, run it, read it.
+(:func:`jupyter_lab`, the start-and-wait of a server, serves tests/test_lab.py too.)
 
 Chromium is Debian's ``/usr/bin/chromium`` (installed by ``.ci/run``; Playwright downloads no browser here) and
 is driven with the ``playwright`` package. The server serves a temporary folder, listens on 127.0.0.1 only and
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +27,6 @@ from typing import Any
 
 import nbformat
 from notebook_harness import ci_parameters, kernel_environ, parameters_cells
-from test_lab import free_port, get_json
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -40,6 +41,54 @@ LAB_SETTINGS = {
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab on show
 STDERR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 ERROR_TEXT = re.compile(r"Traceback|^\w*(Error|Exception)\b", re.MULTILINE)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, token: str | None) -> Any:
+    """GET ``url`` (a Jupyter server REST endpoint) with ``token``, parsed from JSON."""
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def jupyter_lab(command: list[str], *, cwd: Path, env: dict[str, str], log: Path, base: str, token: str,
+                timeout_s: float = START_TIMEOUT) -> Iterator[subprocess.Popen]:  # fmt: skip
+    """Run ``command`` (a ``jupyter lab`` answering at ``base`` with ``token``), output to ``log``; wait until
+    ``base/api/status`` answers and yield the process; stop it on exit. Raises RuntimeError (with the log's
+    tail) when the server exits or does not answer within ``timeout_s`` seconds."""
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"jupyter lab exited with {process.returncode}:\n{tail()}")
+                try:
+                    get_json(f"{base}/api/status", token)
+                    break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"jupyter lab did not answer in {timeout_s} s:\n{tail()}") from None
+                    time.sleep(0.3)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=20)
 
 
 def in_ci() -> bool:
@@ -76,9 +125,6 @@ class LabServer:
     def api(self, path: str) -> Any:
         return get_json(f"{self.base}/api/{path}", self.token)
 
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
 
 @contextlib.contextmanager
 def lab_server(root: Path, work: Path) -> Iterator[LabServer]:
@@ -98,31 +144,9 @@ def lab_server(root: Path, work: Path) -> Iterator[LabServer]:
                f"--ServerApp.root_dir={root}"]  # fmt: skip
     env = dict(kernel_environ(), JUPYTER_RUNTIME_DIR=str(work / "runtime"), JUPYTER_CONFIG_DIR=str(work / "config"),
                JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"))  # fmt: skip
-    log = work / "lab.log"
-    server = LabServer(f"http://127.0.0.1:{port}", token, root, log)
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(command, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"jupyter lab exited with {process.returncode}:\n{server.log_tail()}")
-                try:
-                    server.api("status")
-                    break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"jupyter lab did not answer in {START_TIMEOUT} s:\n"
-                                           f"{server.log_tail()}") from None  # fmt: skip
-                    time.sleep(0.3)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=20)
+    server = LabServer(f"http://127.0.0.1:{port}", token, root, work / "lab.log")
+    with jupyter_lab(command, cwd=root, env=env, log=server.log, base=server.base, token=token):
+        yield server
 
 
 def shut_down_kernels(server: LabServer) -> None:

@@ -2,6 +2,12 @@
 
 The conventions they enforce are documented in tests/test_notebooks.py. Every function takes a path,
 so the same code runs on notebooks/*.ipynb and on the small broken notebooks the tests build.
+
+Kernels talk to their client over IPC (Unix sockets named after a fresh connection file), not TCP: with TCP
+the client picks free ports, releases them and the kernel binds them later, a race that made kernels started
+side by side on a loaded machine hang. nbclient's client polls its sockets in short slices
+(:class:`SlicedPollChannel`), so a missed wake-up costs a second, not a cell timeout. scripts/nbbuild.py uses the
+same kernel managers.
 """
 
 from __future__ import annotations
@@ -12,11 +18,19 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import nbformat
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from jupyter_client.manager import AsyncKernelManager, KernelManager
+from traitlets import Type
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -27,6 +41,7 @@ END_SOLUTION = "### END SOLUTION"
 # Seconds one cell may run at CI parameters; SSD_NOTEBOOK_CELL_TIMEOUT overrides it.
 CELL_TIMEOUT = int(os.environ.get("SSD_NOTEBOOK_CELL_TIMEOUT", "300"))
 KERNEL_START_TIMEOUT = 60
+POLL_SLICE_S = 1.0  # longest single wait on a kernel socket (SlicedPollChannel)
 
 
 def notebook_paths() -> list[Path]:
@@ -137,8 +152,67 @@ def kernel_environ() -> dict[str, str]:
     return env
 
 
+def fresh_connection_file() -> str:
+    """A new connection-file path in the system temporary folder. An IPC kernel's sockets are named after it
+    (``<stem>-ipc-<n>``), so each kernel gets sockets of its own, by an absolute path that both the client and a
+    kernel started in another working directory resolve alike, short enough for a Unix socket (< 108 bytes)."""
+    return os.path.join(tempfile.gettempdir(), f"ssd-kernel-{uuid.uuid4().hex}.json")
+
+
+class _IPCTransport:
+    """Mixin for jupyter_client kernel managers: transport ``ipc`` and a fresh connection file, unless given."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("transport", "ipc")
+        kwargs.setdefault("connection_file", fresh_connection_file())
+        super().__init__(**kwargs)
+
+
+class IPCKernelManager(_IPCTransport, KernelManager):
+    """jupyter_client's KernelManager over IPC (nbval's kernels, see :func:`run_nbval`)."""
+
+
+class SlicedPollChannel(AsyncZMQSocketChannel):
+    """An async channel whose ``get_msg(timeout)`` polls in slices of at most :data:`POLL_SLICE_S` seconds.
+
+    nbclient waits for a cell's reply with one poll as long as the cell timeout. When the socket's wake-up is
+    missed (nbclient issue 312, seen here with widget cells on a loaded machine), that poll only finds the
+    waiting reply when it times out: the cell "takes" the full timeout (300 s) and then passes. A fresh poll
+    looks at the socket first, so a missed wake-up now costs one slice.
+    """
+
+    async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = POLL_SLICE_S if deadline is None else min(POLL_SLICE_S, max(0.0, deadline - time.monotonic()))
+            try:
+                return await super().get_msg(timeout=left)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+
+class SlicedPollKernelClient(AsyncKernelClient):
+    """AsyncKernelClient whose channels are :class:`SlicedPollChannel` s."""
+
+    shell_channel_class = Type(SlicedPollChannel)
+    iopub_channel_class = Type(SlicedPollChannel)
+    stdin_channel_class = Type(SlicedPollChannel)
+    control_channel_class = Type(SlicedPollChannel)
+
+
+class AsyncIPCKernelManager(_IPCTransport, AsyncKernelManager):
+    """jupyter_client's AsyncKernelManager over IPC, with :class:`SlicedPollKernelClient` clients (nbclient's and
+    papermill's ``kernel_manager_class``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("client_factory", SlicedPollKernelClient)
+        super().__init__(**kwargs)
+
+
 @contextlib.contextmanager
-def _environ(env: dict[str, str]) -> Iterator[None]:
+def replaced_environ(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is exactly ``env`` inside the block (kernels inherit it), and restored after."""
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
@@ -153,7 +227,7 @@ def kernel_prefix(kernel_name: str = KERNEL_NAME) -> str:
     """sys.prefix of the interpreter that the kernel ``kernel_name`` starts (as papermill resolves it)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    with _environ(kernel_environ()):
+    with replaced_environ(kernel_environ()):
         spec = KernelSpecManager().get_kernel_spec(kernel_name)
     argv0 = sys.executable if spec.argv[0] in ("python", "python3", "{python}") else spec.argv[0]
     done = subprocess.run([argv0, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
@@ -171,10 +245,11 @@ def execute(path: Path, out_dir: Path, *, parameters: dict[str, Any] | None = No
     import papermill
 
     out = Path(out_dir) / Path(path).name
-    with _environ(kernel_environ()):
+    with replaced_environ(kernel_environ()):
         papermill.execute_notebook(
             str(path), str(out), parameters=parameters or {}, kernel_name=KERNEL_NAME, cwd=str(cwd),
             execution_timeout=cell_timeout, start_timeout=KERNEL_START_TIMEOUT, progress_bar=False,
+            kernel_manager_class=AsyncIPCKernelManager,
         )  # fmt: skip
     return out
 
@@ -201,10 +276,11 @@ def nbval_copy(path: Path, out_dir: Path, *, cwd: Path = NOTEBOOK_DIR) -> Path:
 def run_nbval(path: Path, work_dir: Path, *, cell_timeout: int = CELL_TIMEOUT, cwd: Path = NOTEBOOK_DIR,
               timeout: float | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """Run ``pytest --nbval-lax`` on an :func:`nbval_copy` of ``path`` in a subprocess (the running
-    interpreter's kernel, ``--nbval-current-env``). Raises AssertionError with pytest's output if it fails."""
+    interpreter's kernel, ``--nbval-current-env``, over IPC: this file run as a script is pytest with nbval's
+    kernel manager swapped for :class:`IPCKernelManager`). Raises AssertionError with pytest's output if it fails."""
     copy = nbval_copy(path, work_dir, cwd=cwd)
     command = [
-        sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+        sys.executable, str(Path(__file__).resolve()), "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
         "--nbval-cell-timeout", str(cell_timeout), "--nbval-kernel-startup-timeout", str(KERNEL_START_TIMEOUT),
         "-q", "--rootdir", str(work_dir), "-c", os.devnull, str(copy),
     ]  # fmt: skip
@@ -214,3 +290,16 @@ def run_nbval(path: Path, work_dir: Path, *, cell_timeout: int = CELL_TIMEOUT, c
         raise AssertionError(f"nbval failed on {Path(path).name} (exit {done.returncode}):\n{done.stdout}\n"
                              f"{done.stderr}")  # fmt: skip
     return done
+
+
+def _pytest_with_ipc_kernels(args: list[str]) -> int:
+    """``pytest args`` with nbval's kernels started over IPC (nbval builds a plain KernelManager itself)."""
+    import nbval.kernel
+    import pytest
+
+    nbval.kernel.KernelManager = IPCKernelManager
+    return int(pytest.main(args))
+
+
+if __name__ == "__main__":  # run_nbval's subprocess
+    raise SystemExit(_pytest_with_ipc_kernels(sys.argv[1:]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import warnings
@@ -23,22 +22,9 @@ COCO_DIR = REPO / "data" / "fixtures" / "coco"
 IMAGES, ANNOTATIONS = COCO_DIR / "images", COCO_DIR / "annotations.json"
 
 
-def load_make_fixtures():
-    spec = importlib.util.spec_from_file_location("make_fixtures", REPO / "scripts" / "make_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def samples():
-    return {s["image_id"]: s for s in load_make_fixtures().coco_samples()}
-
-
-def items(ds):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BoxesClippedWarning)
-        return [ds[i] for i in range(len(ds))]
+def samples(make_fixtures):  # make_fixtures, fixture_copy, fresh_fixtures, read_all: tests/conftest.py
+    return {s["image_id"]: s for s in make_fixtures.coco_samples()}
 
 
 def test_category_mapping_is_contiguous_and_exposed():
@@ -50,10 +36,10 @@ def test_category_mapping_is_contiguous_and_exposed():
     assert ds.class_names == TINY_SHAPES.class_names  # so a shapes model can train on it unchanged
 
 
-def test_items_match_the_source(samples):
+def test_items_match_the_source(samples, read_all):
     ds = coco_dataset(IMAGES, ANNOTATIONS)
     assert len(ds) == 4 and ds.ids == [101, 102, 103, 104]
-    for image, target in items(ds):
+    for image, target in read_all(ds):
         s = samples[target["image_id"]]
         assert type(image) is torch.Tensor and image.shape == (3, 120, 160) and image.dtype == torch.float32
         assert 0.0 <= image.min() and image.max() <= 1.0
@@ -116,8 +102,8 @@ def test_transforms_and_loader():
     assert all(len(t["boxes"]) == len(t["labels"]) == len(t["difficult"]) for t in targets)
 
 
-def test_targets_evaluate_perfectly_against_themselves():
-    targets = [t for _, t in items(coco_dataset(IMAGES, ANNOTATIONS))]
+def test_targets_evaluate_perfectly_against_themselves(read_all):
+    targets = [t for _, t in read_all(coco_dataset(IMAGES, ANNOTATIONS))]
     detections = [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))} for t in targets]
     assert mean_average_precision(detections, targets)["map"] == pytest.approx(1.0)
     assert coco_map(detections, targets)["map"] == pytest.approx(1.0)
@@ -131,9 +117,8 @@ def test_missing_files_name_what_was_expected(tmp_path):
 
 
 @pytest.fixture
-def coco_copy(tmp_path):
-    root = tmp_path / "coco"
-    shutil.copytree(COCO_DIR, root)
+def coco_copy(fixture_copy):
+    root = fixture_copy("coco")
     return root / "images", root / "annotations.json"
 
 
@@ -163,9 +148,8 @@ def test_corrupt_or_missing_image_names_the_file(coco_copy):
         ds[4]
 
 
-def test_fixtures_are_reproducible(tmp_path):
-    load_make_fixtures().main(["--out", str(tmp_path)])
-    fresh = tmp_path / "coco"
+def test_fixtures_are_reproducible(fresh_fixtures):
+    fresh = fresh_fixtures / "coco"
     assert (fresh / "annotations.json").read_text() == ANNOTATIONS.read_text()
     names = sorted(p.name for p in IMAGES.iterdir())
     assert names == sorted(p.name for p in (fresh / "images").iterdir())

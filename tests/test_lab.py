@@ -4,24 +4,20 @@ deleting nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_helpers import free_port, get_json, jupyter_lab
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup_env.sh"
-START_TIMEOUT = 60.0
 
 
 def makefile_lab_args() -> list[str]:
@@ -47,18 +43,6 @@ def served_root(args: list[str]) -> Path:
     return root
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get_json(url: str, token: str | None) -> object:
-    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_makefile_lab_serves_the_notebooks_folder():
     args = makefile_lab_args()
     assert served_root(args) in (REPO_ROOT, REPO_ROOT / "notebooks"), args
@@ -73,46 +57,24 @@ def test_jupyter_lab_starts_and_lists_notebooks(tmp_path):
                f"--IdentityProvider.token={token}"]  # fmt: skip
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTER_CONFIG_DIR=str(tmp_path / "config"))  # fmt: skip
-    log_path = tmp_path / "lab.log"
     base = f"http://127.0.0.1:{port}"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"jupyter lab exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-                try:
-                    get_json(f"{base}/api/status", token)
-                    break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"jupyter lab did not answer in {START_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
-                    time.sleep(0.5)
+    with jupyter_lab(command, cwd=REPO_ROOT, env=env, log=tmp_path / "lab.log", base=base, token=token):
+        relative = (REPO_ROOT / "notebooks").relative_to(served_root(args)).as_posix()
+        api_path = "" if relative == "." else relative
+        listing = get_json(f"{base}/api/contents/{api_path}", token)
+        names = {item["name"] for item in listing["content"] if item["type"] == "notebook"}
+        assert "01_constants.ipynb" in names, names
+        assert names == {p.name for p in (REPO_ROOT / "notebooks").glob("*.ipynb")}
 
-            relative = (REPO_ROOT / "notebooks").relative_to(served_root(args)).as_posix()
-            api_path = "" if relative == "." else relative
-            listing = get_json(f"{base}/api/contents/{api_path}", token)
-            names = {item["name"] for item in listing["content"] if item["type"] == "notebook"}
-            assert "01_constants.ipynb" in names, names
-            assert names == {p.name for p in (REPO_ROOT / "notebooks").glob("*.ipynb")}
+        notebook_path = "/".join(part for part in (api_path, "01_constants.ipynb") if part)
+        notebook = get_json(f"{base}/api/contents/{notebook_path}", token)
+        assert notebook["content"]["metadata"]["kernelspec"]["name"] == "python3"
+        specs = get_json(f"{base}/api/kernelspecs", token)
+        assert "python3" in specs["kernelspecs"], sorted(specs["kernelspecs"])
 
-            notebook_path = "/".join(part for part in (api_path, "01_constants.ipynb") if part)
-            notebook = get_json(f"{base}/api/contents/{notebook_path}", token)
-            assert notebook["content"]["metadata"]["kernelspec"]["name"] == "python3"
-            specs = get_json(f"{base}/api/kernelspecs", token)
-            assert "python3" in specs["kernelspecs"], sorted(specs["kernelspecs"])
-
-            with pytest.raises(urllib.error.HTTPError) as denied:  # the token is required
-                get_json(f"{base}/api/contents/{api_path}", None)
-            assert denied.value.code == 403
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+        with pytest.raises(urllib.error.HTTPError) as denied:  # the token is required
+            get_json(f"{base}/api/contents/{api_path}", None)
+        assert denied.value.code == 403
 
 
 # --- scripts/setup_env.sh refuses, deletes nothing -------------------------------------------------------------

@@ -90,6 +90,11 @@ def _write(path, cells, ci=None, executed=True):
     return path
 
 
+# Prints how the kernel talks to its client: the harness starts kernels over IPC.
+TRANSPORT_CELL = ("from ipykernel.connect import get_connection_info\n"
+                  "print('transport', get_connection_info(unpack=True)['transport'])")  # fmt: skip
+
+
 def _params(source="N = 100"):
     return new_code_cell(source, metadata={"tags": ["parameters"]})
 
@@ -146,11 +151,13 @@ def test_execute_fails_on_a_raising_cell_and_passes_ci_parameters(tmp_path):
     from papermill.exceptions import PapermillExecutionError
 
     good = _write(tmp_path / "01_good.ipynb", [_params("N = 100"), new_code_cell("import os\nassert N == 3, N\n"
-                                                                                 "print(os.getcwd())")])  # fmt: skip
+                                                                                 "print(os.getcwd())"),
+                                               new_code_cell(TRANSPORT_CELL)])  # fmt: skip
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     executed = read(execute(good, out_dir, parameters={"N": 3}, cwd=tmp_path))
-    assert executed.cells[-1].outputs[0]["text"].strip() == str(tmp_path)
+    assert executed.cells[-2].outputs[0]["text"].strip() == str(tmp_path)
+    assert executed.cells[-1].outputs[0]["text"].strip() == "transport ipc"  # not TCP (see notebook_harness)
 
     bad = _write(tmp_path / "02_raises.ipynb", [_params(), new_code_cell("raise RuntimeError('boom')")])
     with pytest.raises(PapermillExecutionError, match="boom"):
@@ -170,17 +177,19 @@ def test_execute_fails_on_a_cell_past_its_timeout(tmp_path):
 @pytest.mark.slow
 def test_nbval_uses_ci_parameters_and_fails_on_changed_output(tmp_path):
     cells = [_params("N = 100"), new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(N * 2)"),
-             new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('stale')"), new_code_cell("print('not compared')")]
+             new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('stale')"), new_code_cell("print('not compared')"),
+             new_code_cell("# NBVAL_CHECK_OUTPUT\n" + TRANSPORT_CELL)]
     path = _write(tmp_path / "01_check.ipynb", cells, ci={"N": 3})
     nb = read(path)
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="6\n")]  # right at CI's N = 3
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="fresh\n")]  # wrong
     nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="anything\n")]  # lax: ignored
+    nb.cells[4].outputs = [nbformat.v4.new_output("stream", name="stdout", text="transport ipc\n")]  # nbval's kernel
     nbformat.write(nb, str(path))
     work = tmp_path / "work"
     work.mkdir()
     with pytest.raises(AssertionError, match="nbval failed on 01_check.ipynb") as failed:
         run_nbval(path, work, cwd=tmp_path, timeout=300)
     report = str(failed.value)
-    assert "1 failed, 4 passed" in report, report  # chdir cell, parameters, N * 2 and the unchecked cell pass
+    assert "1 failed, 5 passed" in report, report  # chdir, parameters, N * 2, the unchecked and transport cells pass
     assert "stale" in report and "fresh" in report

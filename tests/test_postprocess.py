@@ -192,3 +192,32 @@ def test_half_logits_with_float32_boxes():
     loc_preds, cls_logits = random_outputs(cfg, B=2, seed=3)
     got = decode_detections(loc_preds.half(), cls_logits.half(), default_boxes(cfg), cfg)
     assert got[0]["boxes"].dtype == got[0]["scores"].dtype == torch.float32 and len(got[0]["scores"]) > 0
+
+
+@pytest.mark.parametrize("max_detections", [1, 2, 3, 10_000])
+def test_extra_rounds_when_nms_removes_most(max_detections, monkeypatch):
+    """Every anchor predicts the same box, class 1 scores above class 2 above class 3: NMS keeps one box
+    per class, so the first look at the 2 * max_detections best scores of an image (all class 1) keeps
+    too few, and decode_detections looks again at 4x as many (see its docstring)."""
+    import ssd_tutorial.postprocess as postprocess
+    from ssd_tutorial.boxes import encode_boxes, xyxy_to_cxcywh
+
+    cfg = TINY_SHAPES.replace(max_detections=max_detections)
+    anchors = default_boxes(cfg)
+    B, A = 3, cfg.num_anchors
+    box = torch.tensor([[20.0, 30.0, 90.0, 100.0]])
+    loc_preds = encode_boxes(xyxy_to_cxcywh(box), anchors, cfg.variances).expand(B, A, 4).clone()
+    g = torch.Generator().manual_seed(0)
+    cls_logits = torch.tensor([0.0, 5.0, 3.5, 2.0]) + 0.1 * torch.randn(B, A, 4, generator=g)
+    looks = []
+    survivors = postprocess._survivors
+    monkeypatch.setattr(postprocess, "_survivors", lambda *args: looks.append(args[2]) or survivors(*args))
+    got = decode_detections(loc_preds, cls_logits, anchors, cfg)
+    assert_same(got, reference_detections(loc_preds, cls_logits, anchors, cfg))
+    assert [d["labels"].tolist() for d in got] == [[1, 2, 3][:max_detections]] * B
+    if max_detections == 1:
+        assert looks == [2]
+    elif 2 * max_detections >= A * 3:  # one look at all the scores of the 3 object classes
+        assert looks == [A * 3]
+    else:  # class 2 starts after the A best scores (all class 1)
+        assert len(looks) >= 2 and looks[1] == 4 * looks[0] and looks[-1] > A

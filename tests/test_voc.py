@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 import warnings
 from pathlib import Path
 
@@ -20,29 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 VOC_ROOT = REPO / "data" / "fixtures" / "voc"
 
 
-def load_make_fixtures():
-    spec = importlib.util.spec_from_file_location("make_fixtures", REPO / "scripts" / "make_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def samples():
-    return {s["id"]: s for s in load_make_fixtures().voc_samples()}
+def samples(make_fixtures):  # make_fixtures, fixture_copy, fresh_fixtures, read_all: tests/conftest.py
+    return {s["id"]: s for s in make_fixtures.voc_samples()}
 
 
-def items(ds):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BoxesClippedWarning)
-        return [ds[i] for i in range(len(ds))]
-
-
-def test_splits_and_format():
+def test_splits_and_format(read_all):
     train, val = voc_dataset(VOC_ROOT, "train"), voc_dataset(VOC_ROOT, image_set="val")
     assert len(train) == 3 and len(val) == 1
     assert train.class_names == VOC_CLASSES and len(train.class_names) == 21
-    for image, target in items(train) + items(val):
+    for image, target in read_all(train) + read_all(val):
         assert type(image) is torch.Tensor and image.shape == (3, 120, 160) and image.dtype == torch.float32
         assert 0.0 <= image.min() and image.max() <= 1.0
         assert set(target) == {"boxes", "labels", "difficult"}
@@ -50,9 +35,9 @@ def test_splits_and_format():
         assert target["difficult"].dtype == torch.bool
 
 
-def test_boxes_labels_difficult_match_the_source(samples):
+def test_boxes_labels_difficult_match_the_source(samples, read_all):
     ds = voc_dataset(VOC_ROOT, "train")
-    for path, (image, target) in zip(ds.images, items(ds)):
+    for path, (image, target) in zip(ds.images, read_all(ds)):
         s = samples[Path(path).stem]
         # VOC's 1-based inclusive pixels are converted back to the continuous boxes ShapesDataset drew
         # (one written 9 px too wide, clipped back to the image width).
@@ -68,13 +53,13 @@ def test_boxes_labels_difficult_match_the_source(samples):
         assert own < 0.5 * min(errors.values())
 
 
-def test_fixture_has_a_difficult_box(samples):
+def test_fixture_has_a_difficult_box(samples, read_all):
     ds = voc_dataset(VOC_ROOT, "train")
-    difficult = torch.cat([t["difficult"] for _, t in items(ds)])
+    difficult = torch.cat([t["difficult"] for _, t in read_all(ds)])
     assert difficult.sum() == 1
     no_difficult = voc_dataset(VOC_ROOT, "train", keep_difficult=False)
-    assert sum(len(t["labels"]) for _, t in items(no_difficult)) == len(difficult) - 1
-    assert not any(t["difficult"].any() for _, t in items(no_difficult))
+    assert sum(len(t["labels"]) for _, t in read_all(no_difficult)) == len(difficult) - 1
+    assert not any(t["difficult"].any() for _, t in read_all(no_difficult))
 
 
 def test_box_outside_the_image_is_clipped_with_a_warning():
@@ -131,9 +116,8 @@ def test_bad_arguments():
 
 
 @pytest.fixture
-def voc_copy(tmp_path):
-    root = tmp_path / "voc"
-    shutil.copytree(VOC_ROOT, root)
+def voc_copy(fixture_copy):
+    root = fixture_copy("voc")
     return root, root / "VOCdevkit" / "VOC2012"
 
 
@@ -181,10 +165,9 @@ def test_float_coordinates(voc_copy, samples):
     assert target["boxes"][0, 0] == samples["2012_000004"]["boxes"][0, 0] + 0.5
 
 
-def test_fixtures_are_reproducible(tmp_path):
-    load_make_fixtures().main(["--out", str(tmp_path)])
+def test_fixtures_are_reproducible(fresh_fixtures):
     committed = VOC_ROOT / "VOCdevkit" / "VOC2012"
-    fresh = tmp_path / "voc" / "VOCdevkit" / "VOC2012"
+    fresh = fresh_fixtures / "voc" / "VOCdevkit" / "VOC2012"
     names = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
     assert names == sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
     for name in names:

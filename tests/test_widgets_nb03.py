@@ -13,7 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
 from ssd_tutorial.config import SSD300_VOC, SSD512_VOC, TINY_SHAPES  # noqa: E402
-from ssd_tutorial.model import SSD, build_ssd  # noqa: E402
+from ssd_tutorial.model import SSD, build_ssd, source_feature_shapes  # noqa: E402
 from ssd_tutorial.widgets import nb03  # noqa: E402
 
 
@@ -93,6 +93,22 @@ def test_source_table_ssd512_vgg16_hand_worked():
     assert [r["receptive_field"] for r in rows] == [92, 420, 452, 516, 644, 900, 1668]
     assert [r["jump"] for r in rows] == [8, 16, 32, 64, 128, 256, 256]  # conv12 (4x4, stride 1) keeps the jump
     assert [r["box_size"] for r in rows] == list(SSD512_VOC.box_sizes[:-1])
+
+
+def test_source_feature_shapes_behind_the_table_and_adapt_config():
+    # model.source_feature_shapes is the one meta-device dry run that source_table and adapt_config share.
+    for cfg in (SSD512_VOC, SSD300_VOC, TINY_SHAPES):
+        fm = cfg.feature_map_sizes
+        assert source_feature_shapes(cfg) == list(zip(cfg.in_channels, fm, fm)), cfg.name
+    assert source_feature_shapes(SSD512_VOC, 300) == [(c, s, s) for c, s in zip(
+        SSD512_VOC.in_channels, (38, 19, 10, 5, 3, 2, 1))]  # fmt: skip
+    assert source_feature_shapes(SSD512_VOC.replace(backbone="resnet50"))[:2] == [(512, 64, 64), (1024, 32, 32)]
+    with pytest.raises(ValueError, match="image_size 16 is too small for the vgg16 backbone"):
+        source_feature_shapes(SSD512_VOC, 16)
+    with pytest.raises(ValueError, match="positive int"):
+        source_feature_shapes(TINY_SHAPES, 0)
+    with pytest.raises(TypeError, match="SSDConfig"):
+        source_feature_shapes({"image_size": 512})
 
 
 def test_source_table_other_configs_and_sizes():

@@ -124,8 +124,8 @@ def source_stages(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
 def source_table(cfg: SSDConfig, image_size: int | None = None) -> list[dict[str, Any]]:
     """One row per source of ``cfg``'s backbone: its shape, stride, step and receptive field.
 
-    The backbone is built on the meta device and run on an empty ``[1, 3, S, S]`` image: shapes are
-    computed, nothing is allocated (the trick of :func:`~ssd_tutorial.model.adapt_config`).
+    Shapes come from a dry run on the meta device (:func:`~ssd_tutorial.model.source_feature_shapes`, the
+    trick of :func:`~ssd_tutorial.model.adapt_config`); the layers are read from a backbone built there too.
 
     Returns rows ``{"level", "source", "channels", "size", "jump", "step", "receptive_field",
     "box_size"}``: ``jump`` is the product of the strides (input pixels between neighbouring cells),
@@ -134,28 +134,20 @@ def source_table(cfg: SSDConfig, image_size: int | None = None) -> list[dict[str
     Introduced in: 03_heads.ipynb
     """
     from ..backbones import build_backbone
+    from ..model import source_feature_shapes
 
-    if not isinstance(cfg, SSDConfig):
-        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}")
+    shapes = source_feature_shapes(cfg, image_size)  # checks cfg and image_size
     S = cfg.image_size if image_size is None else image_size
-    if isinstance(S, bool) or not isinstance(S, int) or S < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    with torch.device("meta"), torch.no_grad():
-        backbone = build_backbone(cfg).eval()
-        try:
-            features = backbone(torch.empty(1, 3, S, S))
-        except RuntimeError as err:
-            raise ValueError(f"image size {S} is too small for the {cfg.backbone} backbone of {cfg.name}: "
-                             f"{err}") from err  # fmt: skip
+    with torch.device("meta"):
+        backbone = build_backbone(cfg)
     rows = []
     state = (1, 1)
-    for level, ((name, stage), feature) in enumerate(zip(source_stages(backbone), features)):
+    for level, ((name, stage), (channels, _, size)) in enumerate(zip(source_stages(backbone), shapes)):
         state = receptive_field([g[1:] for g in layer_geometry(stage)], start=state)
-        size = int(feature.shape[-1])
         rows.append({
             "level": level,
             "source": name,
-            "channels": int(feature.shape[1]),
+            "channels": channels,
             "size": size,
             "jump": state[1],
             "step": S / size,
