@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, help="output folder (default runs/<preset>)")
     t.add_argument("--resume", type=Path, help="continue from a checkpoint written by train (e.g. OUT/last.pt)")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and shapes data (default 0)")
+    t.add_argument("--pretrained-backbone", action="store_true",
+                   help="start the backbone from torchvision's ImageNet weights in the local torch hub cache "
+                        "(VGG16 / ResNet-50; nothing is downloaded)")  # fmt: skip
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     t.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
     t.add_argument("--clearml", metavar="PROJECT", help="report to this ClearML project (pip install clearml)")
@@ -242,7 +245,7 @@ def run_train(args: argparse.Namespace) -> None:
         val_set = _dataset(val_spec, cfg, train=False, split=args.val_split, **data)
         val_loader = _loader(val_set, recipe["batch_size"], shuffle=False, workers=args.workers)
     torch.manual_seed(args.seed)
-    model = build_ssd(cfg)
+    model = build_ssd(cfg, pretrained_backbone=args.pretrained_backbone)
     out = args.out if args.out is not None else Path("runs") / cfg.name
     is_main = distributed_env()[0] == 0
     history = fit(model, _loader(train_set, recipe["batch_size"], shuffle=True, workers=args.workers),

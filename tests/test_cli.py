@@ -132,3 +132,15 @@ def test_python_dash_m_and_console_script():
     if script.exists():
         bad = subprocess.run([str(script), "train", "--data", "nope"], capture_output=True, text=True, timeout=120)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_train_pretrained_backbone_flag(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache
+    argv = ["train", "--preset", "ssd300_voc", "--data", "shapes", "--epochs", "1", "--num-train", "4",
+            "--max-iters", "1", "--out", str(tmp_path / "o"), "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert main([*argv, "--pretrained-backbone"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing is downloaded" in err and str(tmp_path / "hub") in err
+    assert main(["train", "--preset", "tiny_shapes", "--pretrained-backbone", "--epochs", "1",
+                 "--out", str(tmp_path / "t")]) == 2  # fmt: skip
+    assert "'tiny' has no pretrained weights" in capsys.readouterr().err
