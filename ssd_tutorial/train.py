@@ -109,6 +109,7 @@ def fit(
     progress: bool = True,
     seed: int | None = None,
     log_fn: Callable[[str], None] | None = None,
+    on_epoch_end: Callable[[dict], None] | None = None,
     max_iters: int | None = None,
     record_indices: bool = False,
 ) -> list[dict]:
@@ -144,6 +145,8 @@ def fit(
             (seed, e, rank), so data order and augmentation are reproducible and a resumed run equals an
             uninterrupted one. Without a seed, resume restores the RNG states saved in the checkpoint instead.
         log_fn: gets one line per epoch (and a header); the library itself never prints.
+        on_epoch_end: called on rank 0 after each epoch (after its checkpoint is written) with that epoch's
+            dict, as returned in the history: for live plots or early stopping by raising an exception.
         max_iters: cap on iterations per epoch (quick runs, tests).
         record_indices: write the dataset indices this rank trained on, per epoch, and a hash of its final
             weights to ``out_dir/rank{r}_indices.json`` (checks DDP sharding).
@@ -258,6 +261,8 @@ def fit(
                 m = f"{record['map']:>8.4f}" if "map" in record else f"{'':>8}"
                 say(f"{record['epoch']:>5} {record['loss']:>8.4f} {record['loss_loc']:>8.4f} "
                     f"{record['loss_cls']:>8.4f} {record['lr']:>9.2e} {record['images_per_s']:>7.1f} {m}")  # fmt: skip
+            if on_epoch_end is not None and is_main:
+                on_epoch_end(dict(record))
         if recorder is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / f"rank{rank}_indices.json").write_text(

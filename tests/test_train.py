@@ -313,6 +313,19 @@ def test_fit_bf16_autocast_on_cpu_trains_in_bfloat16(tmp_path):
     assert checkpoint.get("scaler") is None  # bf16 needs no GradScaler
 
 
+def test_fit_on_epoch_end_gets_each_record_after_its_checkpoint(tmp_path):
+    seen = []
+
+    def on_epoch_end(record):
+        saved = load_checkpoint(tmp_path / "last.pt")
+        seen.append((record, saved["epoch"]))
+        record["loss"] = -1.0  # a copy: the history is not changed through it
+
+    history = fit(_model(), _loader(8), epochs=2, max_iters=1, out_dir=tmp_path, on_epoch_end=on_epoch_end, **FAST)
+    assert [(r["epoch"], e) for r, e in seen] == [(1, 1), (2, 2)]
+    assert all(h["loss"] > 0 for h in history) and set(seen[0][0]) == set(history[0])
+
+
 def test_fit_rejects_bad_arguments(tmp_path):
     model, loader = _model(), _loader(4)
     with pytest.raises(ValueError, match="CUDA"):
