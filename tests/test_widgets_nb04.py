@@ -133,7 +133,13 @@ def test_anchor_prediction_explorer_follows_the_level(monkeypatch):
     import IPython.display
 
     shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    real_show_in = nb04.show_in
+
+    def recording_show_in(out, *items):
+        shown.extend(items)
+        real_show_in(out, *items)
+
+    monkeypatch.setattr(nb04, "show_in", recording_show_in)
     torch.manual_seed(0)
     model = build_ssd(TINY_SHAPES).eval()
     image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(3))
@@ -143,6 +149,8 @@ def test_anchor_prediction_explorer_follows_the_level(monkeypatch):
     assert (row.max, col.max, k.max) == (15, 15, 3)
     tables = [o.data for o in shown if isinstance(o, IPython.display.HTML)]
     assert "ssd-anchor-prediction-table" in tables[-1] and "<td>0</td>" in tables[-1]
+    (figure, table) = widget.children[2].outputs  # the Output widget's state: a PNG and the table
+    assert figure["data"]["image/png"] and "ssd-anchor-prediction-table" in table["data"]["text/html"]
     row.value, col.value = 15, 15
     shown.clear()
     level.value = 2  # 4x4 map with 6 anchors per location: the row/col sliders clamp to 3

@@ -109,6 +109,8 @@ def test_widget_wires_sliders_and_shows_errors_inside():
     assert all(c.continuous_update is False for c in box.controls.values())
     box.controls["nms"].value = 0.6
     assert box.state["numbers"]["false_positives"] == 1 and "2 / 1" in box.numbers.value
+    (figure,) = box.children[-1].outputs  # drawn into the Output widget's state as a PNG (no output capture)
+    assert figure["data"]["image/png"]
     broken = nb07.threshold_widget(images, loc, logits, targets, CFG, shown=[5])
     assert broken.state["figure"] is None and "shown must list" in broken.state["error"]
     assert "ssd-widget-error" in broken.numbers.value

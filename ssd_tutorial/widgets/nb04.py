@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..boxes import cxcywh_to_xyxy, decode_boxes, encode_boxes
 from ..config import SSDConfig
+from ._output import show_in
 from .nb03 import _figure_png, _html_table
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ def anchor_prediction_explorer(model: nn.Module, image: Tensor) -> Any:
     Introduced in: 04_forward_pass.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML, Image, display
+    from IPython.display import HTML, Image
 
     cfg = model.cfg
     with torch.no_grad():
@@ -298,17 +299,14 @@ def anchor_prediction_explorer(model: nn.Module, image: Tensor) -> Any:
     def render(_: Any = None) -> None:
         if busy["on"]:
             return
-        with output:
-            output.clear_output(wait=True)
-            try:
-                fig, rows = anchor_prediction_view(image, loc_preds, cls_logits, anchors, cfg, level_s.value,
-                                                   row_s.value, col_s.value, k_s.value)  # fmt: skip
-            except ValueError as error:
-                display(HTML(f"<p class='ssd-widget-error' style='color:#b00'>Cannot show this anchor: "
-                             f"{html.escape(str(error))}</p>"))  # fmt: skip
-                return
-            display(Image(_figure_png(fig)))
-            display(HTML(_html_table(rows, "ssd-anchor-prediction-table")))
+        try:
+            fig, rows = anchor_prediction_view(image, loc_preds, cls_logits, anchors, cfg, level_s.value,
+                                               row_s.value, col_s.value, k_s.value)  # fmt: skip
+        except ValueError as error:
+            show_in(output, HTML(f"<p class='ssd-widget-error' style='color:#b00'>Cannot show this anchor: "
+                                 f"{html.escape(str(error))}</p>"))  # fmt: skip
+            return
+        show_in(output, Image(_figure_png(fig)), HTML(_html_table(rows, "ssd-anchor-prediction-table")))
 
     def on_level(change: Any) -> None:
         busy["on"] = True  # the sliders below clamp their values: draw once, at the end

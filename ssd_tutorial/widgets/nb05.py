@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..boxes import cxcywh_to_xyxy
 from ..matching import match_anchors
+from ._output import show_in
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -130,26 +131,6 @@ def _error_html(error: Exception) -> str:
     return f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'
 
 
-def _figure_png(fig: Figure) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _fill(out: Any, *items: Any) -> None:
-    """Replace the contents of the Output widget ``out`` with display objects, set as its state.
-
-    Setting ``out.outputs`` from the kernel (instead of ``with out: display(...)``) sends no output
-    messages for a front end to route; nbclient (papermill, nbbuild) sometimes stalls until its cell
-    timeout on those routed messages.
-    """
-    out.outputs = ()
-    for item in items:
-        out.append_display_data(item)
-
-
 def matching_widget(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Tensor, *,
                     labels: Tensor | Sequence[int] | None = None, class_names: Sequence[str] | None = None,
                     iou_threshold: float = 0.5) -> Any:  # fmt: skip
@@ -162,7 +143,7 @@ def matching_widget(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Te
     Introduced in: 05_loss.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML, Image
+    from IPython.display import HTML
 
     from .nb02 import rows_to_html
 
@@ -178,11 +159,11 @@ def matching_widget(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Te
                                       class_names=class_names)  # fmt: skip
         except (ValueError, TypeError) as error:
             state.update(figure=None, rows=None, error=str(error))
-            _fill(out, HTML(_error_html(error)))
+            show_in(out, HTML(_error_html(error)))
             return
         state.update(figure=fig, rows=rows, error=None)  # the old Figure is dropped (not in pyplot: no leak)
         caption = f"{sum(r['positives'] for r in rows)} positive anchors at IoU ≥ {slider.value:.2f}"
-        _fill(out, Image(data=_figure_png(fig), format="png"),
+        show_in(out, fig,
               HTML(rows_to_html(rows, MATCHING_COLUMNS, MATCHING_TABLE_CLASS, caption)))
 
     slider.observe(render, names="value")

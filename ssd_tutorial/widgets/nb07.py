@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..config import SSDConfig
+from ._output import show_in
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -163,7 +164,6 @@ def threshold_widget(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, targ
     Introduced in: 07_evaluation_and_inference.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import display
 
     style = {"description_width": "110px"}
     controls = {
@@ -186,14 +186,11 @@ def threshold_widget(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, targ
             state.update(figure=None, numbers=None, error=str(error))
             numbers_html.value = (f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ '
                                   f"{html.escape(str(error))}</div>")  # fmt: skip
-            with out:
-                out.clear_output(wait=True)
+            show_in(out)
             return
         state.update(figure=fig, numbers=numbers, error=None)  # the old Figure is dropped (not in pyplot: no leak)
         numbers_html.value = numbers_to_html(numbers)
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        show_in(out, fig)
 
     for control in controls.values():
         control.observe(render, names="value")

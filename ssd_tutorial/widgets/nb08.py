@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..config import SSDConfig
+from ._output import show_in
 from .nb02 import parse_aspect_ratios, rows_to_html
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ def coverage_widget(boxes_xyxy: Tensor, cfg: SSDConfig) -> Any:
     Introduced in: 08_your_own_dataset.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML, display
+    from IPython.display import HTML
 
     style = {"description_width": "110px"}
     controls = {
@@ -202,15 +203,10 @@ def coverage_widget(boxes_xyxy: Tensor, cfg: SSDConfig) -> Any:
                                       aspect_ratios=controls["ratios"].value, iou_threshold=controls["iou"].value)
         except (ValueError, TypeError) as error:
             state.update(figure=None, rows=None, error=str(error))
-            with out:
-                out.clear_output(wait=True)
-                display(HTML(f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'))
+            show_in(out, HTML(f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'))
             return
         state.update(figure=fig, rows=rows, error=None)  # the old Figure is dropped (not in pyplot: no leak)
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
-            display(HTML(rows_to_html(rows, COVERAGE_COLUMNS, TABLE_CLASS, "")))
+        show_in(out, fig, HTML(rows_to_html(rows, COVERAGE_COLUMNS, TABLE_CLASS, "")))
 
     for control in controls.values():
         control.observe(render, names="value")
