@@ -131,8 +131,10 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
     scores[..., 0] = -1.0  # background is never a detection (-1: below any threshold)
     scores = scores.view(B, A * C)  # [B, A*C], entry a*C + c: one row per image, no transpose needed
 
-    found = []  # per round: (boxes, scores, labels, image) of the images it finished
-    pending = torch.arange(B, device=cls_logits.device)  # [P] images still to finish
+    # Per round, (boxes, scores, labels, image) of the images it finished; an empty start for B = 0 or A = 0.
+    as_long = dict(dtype=torch.long, device=scores.device)
+    found = [[scores.new_zeros(0, 4), scores.new_zeros(0), torch.zeros(0, **as_long), torch.zeros(0, **as_long)]]
+    pending = torch.arange(B if A * (C - 1) > 0 else 0, **as_long)  # [P] images still to finish
     limit = min(2 * cfg.max_detections, A * (C - 1))
     while pending.numel():
         complete, *kept = _survivors(scores, pending, limit, loc_preds, anchors_cxcywh, cfg)
@@ -144,8 +146,6 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
         found.append([t[take] for t in kept])
         pending = pending[~finished]
         limit = min(4 * limit, A * (C - 1))
-    if not found:  # B == 0
-        return []
     boxes, det_scores, labels, image = (torch.cat(parts) for parts in zip(*found))
     # A stable sort by image keeps the score order inside each image; then cap each image's count.
     by_image = image.sort(stable=True).indices  # [N_all]

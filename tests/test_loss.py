@@ -117,6 +117,19 @@ def test_hard_negative_mask_counts():
                              [False, False, False, False, True, True]]  # empty image: 2 hardest  # fmt: skip
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_hard_negative_mask_equals_rank_by_double_argsort(seed):
+    """Same anchors as ranking every anchor (argsort of the argsort), also with ties everywhere."""
+    g = torch.Generator().manual_seed(seed)
+    ce = torch.randint(0, 6, (4, 300), generator=g).float() / 5  # coarse values: many ties
+    positive = torch.rand(4, 300, generator=g) < 0.05
+    positive[1] = False  # an empty image
+    order = ce.masked_fill(positive, float("-inf")).argsort(dim=1, descending=True)
+    num_neg = (3 * positive.sum(1).clamp(min=1))[:, None]
+    expected = (order.argsort(dim=1) < num_neg) & ~positive
+    assert torch.equal(hard_negative_mask(ce, positive, neg_pos_ratio=3), expected)
+
+
 def test_half_precision_logits_give_float32_loss():
     batch = random_batch(1)
     batch = (batch[0].bfloat16(), batch[1].bfloat16(), batch[2], batch[3])

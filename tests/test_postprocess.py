@@ -221,3 +221,11 @@ def test_extra_rounds_when_nms_removes_most(max_detections, monkeypatch):
         assert looks == [A * 3]
     else:  # class 2 starts after the A best scores (all class 1)
         assert len(looks) >= 2 and looks[1] == 4 * looks[0] and looks[-1] > A
+
+
+def test_no_images_or_no_anchors():
+    cfg = TINY_SHAPES
+    anchors = default_boxes(cfg)
+    assert decode_detections(torch.zeros(0, cfg.num_anchors, 4), torch.zeros(0, cfg.num_anchors, 4), anchors, cfg) == []
+    got = decode_detections(torch.zeros(2, 0, 4), torch.zeros(2, 0, 4), anchors[:0], cfg)
+    assert len(got) == 2 and all(d["boxes"].shape == (0, 4) and d["labels"].dtype == torch.long for d in got)
