@@ -189,10 +189,15 @@ def test_feature_map_view_rows_and_errors(tiny):
 
 
 def _recording_display(monkeypatch):
-    import IPython.display
-
+    """Record what the widgets show (through ``show_in``, which fills the Output widget's state)."""
     shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    real_show_in = nb03.show_in
+
+    def recording_show_in(out, *items):
+        shown.extend(items)
+        real_show_in(out, *items)
+
+    monkeypatch.setattr(nb03, "show_in", recording_show_in)
     return shown
 
 
@@ -206,6 +211,8 @@ def test_feature_map_explorer_updates_and_shows_errors_inside(tiny, monkeypatch)
     assert any(isinstance(o, IPython.display.Image) for o in shown)
     tables = [o.data for o in shown if isinstance(o, IPython.display.HTML)]
     assert tables and "ssd-feature-map-table" in tables[-1] and "[64, 16, 16]" in tables[-1]
+    figure, table = widget.children[1].outputs  # the Output widget's state: a PNG and the table
+    assert figure["data"]["image/png"] and "ssd-feature-map-table" in table["data"]["text/html"]
     sliders = widget.children[0].children
     shown.clear()
     sliders[1].value = 3  # level

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import SSDConfig
+from ._output import show_in
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -313,7 +314,7 @@ def feature_map_explorer(model: nn.Module, images: Tensor | Sequence[Tensor], nu
     Introduced in: 03_heads.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML, Image, display
+    from IPython.display import HTML, Image
 
     images = list(images)
     if not images:
@@ -330,19 +331,16 @@ def feature_map_explorer(model: nn.Module, images: Tensor | Sequence[Tensor], nu
     output.add_class("ssd-feature-map-output")
 
     def render(_: Any = None) -> None:
-        with output:
-            output.clear_output(wait=True)
-            try:
-                index = image_slider.value
-                if index not in cache:
-                    cache[index] = source_features(model, images[index])
-                fig, rows = feature_map_view(cache[index], images[index], level_slider.value, channel_slider.value)
-            except ValueError as error:
-                display(HTML(f"<p class='ssd-widget-error' style='color:#b00'>Cannot show this setting: "
-                             f"{html.escape(str(error))}</p>"))  # fmt: skip
-                return
-            display(Image(_figure_png(fig)))
-            display(HTML(_html_table(rows, "ssd-feature-map-table")))
+        try:
+            index = image_slider.value
+            if index not in cache:
+                cache[index] = source_features(model, images[index])
+            fig, rows = feature_map_view(cache[index], images[index], level_slider.value, channel_slider.value)
+        except ValueError as error:
+            show_in(output, HTML(f"<p class='ssd-widget-error' style='color:#b00'>Cannot show this setting: "
+                                 f"{html.escape(str(error))}</p>"))  # fmt: skip
+            return
+        show_in(output, Image(_figure_png(fig)), HTML(_html_table(rows, "ssd-feature-map-table")))
 
     for slider in (image_slider, level_slider, channel_slider):
         slider.observe(render, names="value")
