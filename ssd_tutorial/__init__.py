@@ -16,7 +16,7 @@ _EXPORTS = {
     "anchors": ["default_boxes", "level_box_shapes"],
     "boxes": ["cxcywh_to_xyxy", "xyxy_to_cxcywh", "encode_boxes", "decode_boxes"],
     "matching": ["match_anchors", "encode_targets"],
-    "model": ["SSD", "build_ssd", "adapt_config"],
+    "model": ["SSD", "build_ssd", "adapt_config", "source_feature_shapes"],
     "loss": ["multibox_loss"],
     "postprocess": ["decode_detections"],
     "data": ["ShapesDataset", "collate_detection", "voc_dataset", "coco_dataset", "train_transforms",

@@ -97,8 +97,8 @@ def in_ci() -> bool:
 
 
 def with_ci_parameters(src: Path, dst: Path) -> Path:
-    """Copy notebook ``src`` to ``dst`` with its CI parameters appended to the ``parameters`` cell (as
-    notebook_harness.nbval_copy does), so a browser run stays short."""
+    """Copy notebook ``src`` to ``dst`` with its CI parameters appended to the ``parameters`` cell (the values
+    papermill injects in notebook_harness.nbval_copy), so a browser run stays short."""
     nb = nbformat.read(str(src), as_version=4)
     overrides = ci_parameters(nb)
     if overrides:

@@ -255,20 +255,22 @@ def execute(path: Path, out_dir: Path, *, parameters: dict[str, Any] | None = No
 
 
 def nbval_copy(path: Path, out_dir: Path, *, cwd: Path = NOTEBOOK_DIR) -> Path:
-    """A copy of ``path`` for nbval: the CI parameters appended to the parameters cell, and a first cell
-    that moves the kernel to ``cwd`` (nbval starts kernels in the copy's folder)."""
-    nb = read(path)
-    params = parameters_cells(nb)
-    overrides = ci_parameters(nb)
-    if overrides:
-        if len(params) != 1:
-            raise ValueError(f"{path.name}: ci_parameters need exactly one 'parameters' cell, found {len(params)}")
-        cell = nb.cells[params[0]]
-        lines = [f"{name} = {value!r}" for name, value in overrides.items()]
-        cell.source = cell.source.rstrip() + "\n# CI parameters (tests/notebook_harness.py)\n" + "\n".join(lines)
-    chdir = nbformat.v4.new_code_cell(f"import os\nos.chdir({str(cwd)!r})")
-    nb.cells.insert(0, chdir)
+    """A copy of ``path`` for nbval, with its committed outputs: the CI parameters injected by papermill (a
+    cell tagged ``injected-parameters`` after the ``parameters`` cell, as :func:`execute` runs it; prepared only,
+    nothing runs here), and a first cell that moves the kernel to ``cwd`` (nbval starts kernels in the copy's
+    folder)."""
+    import papermill
+
+    source = read(path)
+    overrides, params = ci_parameters(source), parameters_cells(source)
+    if overrides and len(params) != 1:
+        raise ValueError(f"{Path(path).name}: ci_parameters need exactly one 'parameters' cell, found {len(params)}")
     out = Path(out_dir) / Path(path).name
+    with replaced_environ(kernel_environ()):
+        papermill.execute_notebook(str(path), str(out), parameters=overrides, kernel_name=KERNEL_NAME,
+                                   prepare_only=True, progress_bar=False)  # fmt: skip
+    nb = read(out)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(f"import os\nos.chdir({str(cwd)!r})"))
     nbformat.write(nb, str(out))
     return out
 
@@ -277,7 +279,9 @@ def run_nbval(path: Path, work_dir: Path, *, cell_timeout: int = CELL_TIMEOUT, c
               timeout: float | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """Run ``pytest --nbval-lax`` on an :func:`nbval_copy` of ``path`` in a subprocess (the running
     interpreter's kernel, ``--nbval-current-env``, over IPC: this file run as a script is pytest with nbval's
-    kernel manager swapped for :class:`IPCKernelManager`). Raises AssertionError with pytest's output if it fails."""
+    kernel manager swapped for :class:`IPCKernelManager`). nbval runs every cell top to bottom on one fresh
+    kernel: a cell that raises fails, and so does a ``# NBVAL_CHECK_OUTPUT`` cell whose output differs from the
+    committed one. Raises AssertionError with pytest's output if anything failed."""
     copy = nbval_copy(path, work_dir, cwd=cwd)
     command = [
         sys.executable, str(Path(__file__).resolve()), "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
@@ -292,13 +296,21 @@ def run_nbval(path: Path, work_dir: Path, *, cell_timeout: int = CELL_TIMEOUT, c
     return done
 
 
+class _IPCKernelsForNbval:
+    """pytest plugin: nbval builds a plain KernelManager itself; make it :class:`IPCKernelManager`."""
+
+    @staticmethod
+    def pytest_configure(config: Any) -> None:
+        import nbval.kernel  # imported here, once pytest has loaded (and assertion-rewritten) nbval
+
+        nbval.kernel.KernelManager = IPCKernelManager
+
+
 def _pytest_with_ipc_kernels(args: list[str]) -> int:
-    """``pytest args`` with nbval's kernels started over IPC (nbval builds a plain KernelManager itself)."""
-    import nbval.kernel
+    """``pytest args`` with nbval's kernels started over IPC."""
     import pytest
 
-    nbval.kernel.KernelManager = IPCKernelManager
-    return int(pytest.main(args))
+    return int(pytest.main(args, plugins=[_IPCKernelsForNbval()]))
 
 
 if __name__ == "__main__":  # run_nbval's subprocess

@@ -1,0 +1,60 @@
+"""Fixtures shared by the dataset tests (test_voc.py, test_coco.py): the tiny datasets in data/fixtures/, the
+script that makes them (scripts/make_fixtures.py), and one fresh run of it for the reproducibility checks."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "data" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def make_fixtures() -> ModuleType:
+    """scripts/make_fixtures.py as a module (``voc_samples()``, ``coco_samples()``, ``main(argv)``)."""
+    spec = importlib.util.spec_from_file_location("make_fixtures", REPO / "scripts" / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def fresh_fixtures(make_fixtures: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``voc/`` and ``coco/`` made anew by ``make_fixtures.py --out`` (once per session: one run
+    writes both datasets); the tests compare it with the committed data/fixtures/ and must not change it."""
+    out = tmp_path_factory.mktemp("fresh_fixtures")
+    make_fixtures.main(["--out", str(out)])
+    return out
+
+
+@pytest.fixture
+def fixture_copy(tmp_path: Path) -> Callable[[str], Path]:
+    """``fixture_copy("voc")``: a copy of data/fixtures/voc in the test's tmp_path, free to break."""
+
+    def copy(name: str) -> Path:
+        root = tmp_path / name
+        shutil.copytree(FIXTURES / name, root)
+        return root
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def read_all() -> Callable[[Any], list]:
+    """``read_all(ds)``: every ``ds[i]`` in order, the warning about clipped boxes silenced."""
+    from ssd_tutorial.data._common import BoxesClippedWarning
+
+    def read(ds: Any) -> list:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BoxesClippedWarning)
+            return [ds[i] for i in range(len(ds))]
+
+    return read
