@@ -54,7 +54,7 @@ CELLS = [
     from ssd_tutorial.data import ShapesDataset, collate_detection, train_transforms
     from ssd_tutorial.evaluate import mean_average_precision
     from ssd_tutorial.train import FIT_KEYS, TRAIN_RECIPES, collect_detections, fit, load_checkpoint, lr_factor
-    from ssd_tutorial.widgets import LiveHistoryPlot, parse_epoch_line
+    from ssd_tutorial.widgets import LiveHistoryPlot
 
     cfg = ssd.TINY_SHAPES
     recipe = dict(TRAIN_RECIPES["tiny_shapes"])
@@ -243,7 +243,8 @@ CELLS = [
     ## Training with `fit`, and a crash halfway
 
     Now the real run, with the command line's recipe and seed. The figure below is redrawn after every epoch
-    (`LiveHistoryPlot` is a `log_fn`: `fit` hands it one line per epoch). Training runs for minutes, and
+    (`LiveHistoryPlot` is an `on_epoch_end` callback: `fit` hands it each finished epoch's record, the same
+    dict it returns in the history; `log_fn` gets the printed table). Training runs for minutes, and
     minutes are enough for a laptop to go to sleep or a kernel to die. To see how a run survives that, we
     **pull the plug halfway**: the loader below shuffles like `shuffle=True`, but raises an error when the epoch
     after `crash_after` starts, just as an interrupted process would stop. `fit` writes `last.pt` at the end of
@@ -279,7 +280,7 @@ CELLS = [
     start = time.perf_counter()
     try:
         fit(model, crashing_loader, **fit_kwargs, val_loader=val_loader, out_dir=run_dir, seed=0, progress=False,
-            log_fn=live)
+            on_epoch_end=live, log_fn=live.log)
     except PowerCut as cut:
         print(f"{cut}; on disk: {sorted(p.name for p in run_dir.iterdir())}")
     seconds_before_crash = time.perf_counter() - start
@@ -314,14 +315,14 @@ CELLS = [
                            title="TINY_SHAPES on shapes (resumed after the crash)")
     start = time.perf_counter()
     history = fit(model, train_loader, **fit_kwargs, val_loader=val_loader, out_dir=run_dir, seed=0, progress=False,
-                  log_fn=live, resume=run_dir / "last.pt")
+                  on_epoch_end=live, log_fn=live.log, resume=run_dir / "last.pt")
     seconds = seconds_before_crash + time.perf_counter() - start
     print("\n".join(live.lines))
     print(f"training time, both parts, validation included: {seconds / 60:.1f} min on this machine")
     """, "nbval-ignore-output"),
     code(r"""
     # NBVAL_CHECK_OUTPUT
-    resumed = [record["epoch"] for record in map(parse_epoch_line, live.lines) if record is not None]
+    resumed = [record["epoch"] for record in live.received]  # what fit reported after resuming
     print("the resumed run trained epochs crash_after + 1 ... epochs:",
           resumed == list(range(crash_after + 1, recipe["epochs"] + 1)))
     print("the history holds every epoch once:", [r["epoch"] for r in history] == list(range(1, recipe["epochs"] + 1)))

@@ -1,8 +1,9 @@
-"""Live training plot of 06_training.ipynb: a ``log_fn`` for ``fit`` that redraws the curves after every epoch.
+"""Live training plot of 06_training.ipynb: an ``on_epoch_end`` callback for ``fit`` that redraws the curves.
 
-``fit`` reports each finished epoch as one line of text through ``log_fn`` (the library never prints);
-:func:`parse_epoch_line` reads that line back into a history record and :class:`LiveHistoryPlot` redraws
-:func:`~ssd_tutorial.viz.plot_history` in place in the notebook output (an IPython display handle).
+``fit`` hands ``on_epoch_end`` each finished epoch's record (the dict it also returns in the history) and its
+printed table, line by line, to ``log_fn``. :class:`LiveHistoryPlot` takes both: it redraws
+:func:`~ssd_tutorial.viz.plot_history` in place in the notebook output (an IPython display handle) and keeps the
+table. :func:`parse_epoch_line` reads a printed line back into a record (e.g. from a log file of the CLI).
 
 Introduced in: 06_training.ipynb
 """
@@ -44,7 +45,10 @@ def parse_epoch_line(line: str) -> dict[str, float] | None:
 
 
 class LiveHistoryPlot:
-    """A ``log_fn`` for ``fit`` that keeps the history and redraws the training curves after every epoch.
+    """An ``on_epoch_end`` callback for ``fit`` that keeps the history and redraws the curves after every epoch.
+
+    ``fit(..., on_epoch_end=plot, log_fn=plot.log)``: calling the object with an epoch's record appends it and
+    redraws; :meth:`log` keeps the lines of ``fit``'s printed table in ``.lines``.
 
     Args:
         history: records already known (e.g. those of an interrupted run), drawn from the start.
@@ -53,8 +57,8 @@ class LiveHistoryPlot:
         show: display the figure in the notebook and update it in place (IPython display handle);
             ``False`` keeps it in ``.figure`` only (tests, scripts).
 
-    Calling the object with a line of ``fit``'s log appends the parsed record (lines that are not epoch
-    records, like the header, are kept in ``.lines`` only) and redraws.
+    Attributes: ``history`` (all records, the given ones first), ``received`` (the records ``fit`` handed over),
+    ``lines`` (the printed table), ``figure`` (the last drawing).
 
     Introduced in: 06_training.ipynb
     """
@@ -62,6 +66,7 @@ class LiveHistoryPlot:
     def __init__(self, history: Iterable[dict] = (), *, epochs: int | None = None, title: str | None = None,
                  show: bool = True) -> None:  # fmt: skip
         self.history: list[dict] = [dict(r) for r in history]
+        self.received: list[dict] = []
         self.lines: list[str] = []
         self.epochs = epochs
         self.title = title
@@ -70,12 +75,17 @@ class LiveHistoryPlot:
         self._show = show
         self.redraw()
 
-    def __call__(self, line: str) -> None:
+    def __call__(self, record: dict) -> None:
+        if not isinstance(record, dict) or "epoch" not in record:
+            raise TypeError(f"expected an epoch record (a dict with 'epoch', as fit gives on_epoch_end), "
+                            f"got {type(record).__name__}; pass log lines to .log")  # fmt: skip
+        self.received.append(dict(record))
+        self.history.append(dict(record))
+        self.redraw()
+
+    def log(self, line: str) -> None:
+        """A ``log_fn`` for ``fit``: keep one line of its printed table."""
         self.lines.append(line)
-        record = parse_epoch_line(line)
-        if record is not None:
-            self.history.append(record)
-            self.redraw()
 
     def redraw(self) -> None:
         """Draw the current history; in a notebook, replace the figure shown by this object."""
