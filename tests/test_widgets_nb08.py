@@ -89,3 +89,17 @@ def test_widget_updates_and_shows_errors_inside():
     assert box.state["rows"][-1]["anchors"] == 2 * (256 + 64 + 16 + 4 + 1)  # squares only: 2 per location
     figure, table = box.children[-1].outputs
     assert figure["data"]["image/png"] and "<table" in table["data"]["text/html"]
+
+
+def test_size_panel_marks_every_level_square_near_the_data():
+    # Square boxes of 13 … 40 px: TINY_SHAPES' s_0 = 12.8 px lies just under the smallest box and must still be drawn
+    # (as must s'_0 = 18.1, s_1 = 25.6, s'_1 = 33.9 and s_2 = 44.8); s'_2 = 53.6 px is far past the data.
+    sides = torch.arange(13.0, 41.0)
+    boxes = torch.cat([torch.zeros(len(sides), 2), sides[:, None].expand(-1, 2)], dim=1)  # [28, 4] xyxy
+    fig, _ = nb08.coverage_view(boxes, TINY_SHAPES)
+    ax = fig.axes[1]
+    drawn = [(round(float(line.get_xdata()[0]), 1), line.get_linestyle()) for line in ax.lines]
+    assert drawn == [(12.8, "--"), (18.1, ":"), (25.6, "--"), (33.9, ":"), (44.8, "--")]
+    assert [t.get_text() for t in ax.texts] == ["L0", "L0", "L1", "L1", "L2"]
+    lo, hi = ax.get_xlim()
+    assert lo < 12.8 and hi > 44.8

@@ -88,8 +88,8 @@ CELLS = [
 
     Inference has two stages. `model.forward_heads` is the network: for every one of the A anchors it gives
     4 box offsets and C class logits. `decode_detections` is cheap arithmetic after it: decode the offsets
-    into boxes, softmax the logits, drop scores ≤ `score_threshold`, run NMS per class, keep the best
-    `max_detections`. Calling `model(images)` in eval mode does both.
+    into boxes, softmax the logits, drop scores ≤ `score_threshold`, keep the `pre_nms_top_k` best per class,
+    run NMS per class, keep the best `max_detections`. Calling `model(images)` in eval mode does both.
 
     We keep the raw head outputs of all held-out images, so trying other thresholds later costs milliseconds.
     """),
@@ -138,9 +138,12 @@ CELLS = [
     same verdicts). It also says *why* each false positive is wrong:
 
     - `duplicate`: IoU ≥ 0.5 with a box of its class that a better detection already claimed;
-    - `localisation`: it touches a box of its class (0.1 ≤ IoU < 0.5) but not well enough;
-    - `wrong class`: IoU ≥ 0.5 with a box of another class;
+    - `wrong class`: otherwise, IoU ≥ 0.5 with a box of another class;
+    - `localisation`: otherwise, it touches a box of its class (0.1 ≤ IoU < 0.5) but not well enough;
     - `background`: none of the above.
+
+    Image 12 has a bit of everything: three confident true positives, then two detections of the wrong
+    class, then the fourth object found with a lower score.
     """),
     code(r"""
     def judge_image(det, tgt, iou_threshold=0.5):
@@ -165,7 +168,7 @@ CELLS = [
         return [verdicts[n] for n in range(len(order))], claimed
 
 
-    image_index = 1
+    image_index = 12
     verdicts, claimed = judge_image(detections[image_index], targets[image_index])
     det = detections[image_index]
     print(f"image {image_index}: {len(targets[image_index]['boxes'])} objects, {len(det['scores'])} detections; "
@@ -203,8 +206,9 @@ CELLS = [
 
     ### Exercise: precision and recall after each detection
 
-    Write `precision_recall(tp, num_gt)`: `tp` lists the detections of one class by descending score
-    (`True` = true positive). Return the two 1-D tensors. Hints: `exercises.hint("07_precision_recall")`.
+    Write `precision_recall(tp, num_gt)`: `tp` is a list of booleans, the detections of one class by
+    descending score (`True` = true positive), and `num_gt` the number of ground-truth boxes of that class.
+    Return `(precision, recall)`, two 1-D tensors of length `len(tp)`. Hint: `exercises.hint("07_precision_recall")`.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -219,9 +223,21 @@ CELLS = [
     _ = exercises.check("07_precision_recall", precision_recall)
     """),
     markdown(r"""
-    The package's curves for every class; dashed is the **interpolated** precision, the best precision at
-    this recall *or beyond*. It removes the zig-zag: if a longer list reaches a higher precision at a higher
-    recall, a user would just take the longer list.
+    Your function on a short list of ten detections, five of them right, for a class with 6 boxes. Dashed is
+    the **interpolated** precision, the best precision at this recall *or beyond*. It removes the zig-zag: if
+    a longer list reaches a higher precision at a higher recall, a user would just take the longer list.
+    """),
+    code(r"""
+    toy_tp = [True, True, False, True, False, False, True, True, False, False]
+    toy_precision, toy_recall = precision_recall(toy_tp, num_gt=6)
+    print("precision", [round(float(p), 2) for p in toy_precision])
+    print("recall   ", [round(float(r), 2) for r in toy_recall])
+    viz.plot_pr_curves({1: {"precision": toy_precision, "recall": toy_recall}}, class_names=["", "toy class"])
+    """),
+    markdown(r"""
+    The package's curves for every class of the model. With about 250 detections per class, one more true
+    positive lifts the precision by less than 0.01, so the zig-zag is tiny and the dashed envelope lies on the
+    solid line almost everywhere.
     """),
     code(r"""
     voc07 = ssd.mean_average_precision(detections, targets, method="voc07")
@@ -269,8 +285,9 @@ CELLS = [
     markdown(r"""
     ### Exercise: the 11-point AP as a function
 
-    Turn the loop above into `ap11(precision, recall)`; the checker compares it with the package on several
-    curves, one of which ends at a recall of exactly 0.3.
+    Turn the loop above into `ap11(precision, recall)` (1-D tensors, returns a float); the checker compares it
+    with the package on several curves, one of which ends at a recall of exactly 0.3.
+    Hint: `exercises.hint("07_voc07_ap")`.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -324,8 +341,8 @@ CELLS = [
     The three numbers at IoU 0.5 integrate the same curves in different ways. All-point AP is the exact area
     under the staircase; COCO's 101 samples come close to it. The 11-point AP is coarse, and it is hard on a
     detector whose recall stops short of 1: the sample at t = 1.0 then counts as precision 0, a loss of 1/11
-    ≈ 0.09 however good the rest of the curve is (look at the last column of the table above). That is why
-    VOC07 numbers sit below all-point numbers for the same detections, and why papers must say which one
+    ≈ 0.09 however good the rest of the curve is (the last column of the triangle's 11-point table above).
+    That is why the VOC07 numbers sit below the all-point numbers here, and why papers must say which one
     they report. The drop from 0.5 to 0.75 and to [.5:.95] says how tight the boxes are, something
     IoU ≥ 0.5 alone cannot see.
 
@@ -341,8 +358,9 @@ CELLS = [
       high lets duplicates through (precision falls).
 
     `threshold_view` re-runs `decode_detections` on the stored head outputs with
-    `cfg.replace(score_threshold=…, nms_threshold=…)` and scores the result. The table below sweeps the score
-    threshold; precision and recall count the detections that survive.
+    `cfg.replace(score_threshold=…, nms_threshold=…)` and scores the result. The tables below sweep the score
+    threshold at NMS 0.45, then the NMS threshold at score 0.5; precision and recall count the detections
+    that survive.
     """),
     code(r"""
     print(f"{'score >':>8} {'det/img':>8} {'precision':>10} {'recall':>8} {'mAP VOC07':>10}")
@@ -352,11 +370,18 @@ CELLS = [
         n = threshold_numbers(kept, targets)
         print(f"{score:>8.2f} {n['detections_per_image']:>8.2f} {n['precision']:>10.3f} {n['recall']:>8.3f} "
               f"{n['map_voc07']:>10.4f}")
+    print(f"\n{'NMS IoU':>8} {'det/img':>8} {'TP':>5} {'FP':>5} {'precision':>10} {'recall':>8}")
+    for nms in (0.3, 0.45, 0.6, 0.8, 1.0):
+        kept = threshold_detections(loc_preds, cls_logits, model.anchors, cfg, score_threshold=0.5, nms_threshold=nms)
+        n = threshold_numbers(kept, targets)
+        print(f"{nms:>8.2f} {n['detections_per_image']:>8.2f} {n['true_positives']:>5} {n['false_positives']:>5} "
+              f"{n['precision']:>10.3f} {n['recall']:>8.3f}")
     """),
     markdown(r"""
     Move the sliders to redraw the detections of four images and the numbers over all held-out images
     (the picture below the widget is the same view at score 0.5 and NMS 0.45, for readers without a kernel).
-    Try NMS 1.0 (no suppression at all) and watch the false positives: they are duplicates.
+    Try NMS 1.0 (no suppression at all) and watch the false positives: in the table above they grow from
+    9 to about 600 while the true positives stay the same, so every new one is a duplicate.
     """),
     code(r"""
     threshold_widget(images, loc_preds, cls_logits, targets, cfg, anchors_cxcywh=model.anchors)
@@ -373,7 +398,7 @@ CELLS = [
     Aggregate numbers say *how often* a detector is wrong; pictures say *how*. The verdicts of `judge_image`
     rank the false positives by score (the most confident mistakes first) and list the objects that no
     detection with score ≥ 0.5 found, with the best score any detection of the right class reached on them
-    (IoU ≥ 0.5).
+    (IoU ≥ 0.5); 0.000 means that no detection of its class found it at any score.
     """),
     code(r"""
     false_positives = []  # (score, image, detection index, verdict, IoU)
@@ -431,7 +456,7 @@ CELLS = [
     """),
     code(r"""
     gallery(sorted(missed, key=lambda x: (x[3], x[0]))[:6],
-            "Objects missed at score 0.5 (orange), the worst first: lowest score of a detection on them", draw_miss)
+            "Objects missed at score 0.5 (orange), the worst first: lowest best score on them", draw_miss)
     """),
     markdown(r"""
     What the pictures show for this model: the confident false positives are mostly **wrong classes**, and

@@ -102,16 +102,21 @@ def _draw_coverage_by_size(ax: Any, wh: Tensor, covered: Tensor, cfg: SSDConfig)
     edges = torch.arange(lo, hi + width + 1, width, dtype=torch.float64).numpy()
     ax.hist([side[flags].numpy(), side[~flags].numpy()], bins=edges, stacked=True, color=[_color(2), _color(3)],
             label=["covered", "not covered"])  # fmt: skip
-    for k in range(cfg.num_levels):
-        for size, style in ((cfg.box_sizes[k], "--"), (math.sqrt(cfg.box_sizes[k] * cfg.box_sizes[k + 1]), ":")):
-            if edges[0] <= size <= edges[-1]:
-                ax.axvline(size, color=_color(4 + k), linestyle=style, linewidth=1.2)
-                ax.text(size, 1.0, f"L{k}", color=_color(4 + k), fontsize=7, ha="center", va="bottom",
-                        transform=ax.get_xaxis_transform())  # fmt: skip
+    lines = [(k, size, style) for k in range(cfg.num_levels)
+             for size, style in ((cfg.box_sizes[k], "--"), (math.sqrt(cfg.box_sizes[k] * cfg.box_sizes[k + 1]), ":"))]
+    # a square just outside the sizes of the data (e.g. s_0 = 12.8 px under 13 px boxes) still tells its story
+    lines = [(k, size, style) for k, size, style in lines if edges[0] / 1.25 <= size <= edges[-1] * 1.25]
+    for k, size, style in lines:
+        ax.axvline(size, color=_color(4 + k), linestyle=style, linewidth=1.2)
+        ax.text(size, 1.0, f"L{k}", color=_color(4 + k), fontsize=7, ha="center", va="bottom",
+                transform=ax.get_xaxis_transform())  # fmt: skip
+    sizes = [float(edges[0]), float(edges[-1])] + [size for _, size, _ in lines]
+    ax.set_xlim(min(sizes) - width, max(sizes) + width)
     ax.set_xlabel("box size sqrt(w h) (px)")
     ax.set_ylabel("boxes")
     ax.legend(fontsize=7, loc="upper right")
-    ax.set_title("by size; lines: level k's squares s_k (--) and s'_k (:)", fontsize=9, pad=12)
+    ax.set_title(r"by size; lines: level $k$'s squares $s_k$ (--) and $s'_k = \sqrt{s_k s_{k+1}}$ (:)",
+                 fontsize=9, pad=12)  # fmt: skip
 
 
 def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0,
