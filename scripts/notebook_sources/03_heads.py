@@ -59,7 +59,7 @@ CELLS = [
     |---|---|---|
     | 0 | conv1_1 … conv4_3 (+ ReLU), then **L2Norm** | 8, 512 |
     | 1 | pool4, conv5_1 … conv5_3, **pool5 3×3/1**, **conv6 3×3 dilation 6**, **conv7 1×1** | 16, 1024 |
-    | 2 … 6 | *extra layers*: 1×1 conv (halves the channels), then 3×3 stride 2 (the last: 4×4) | 32 … 512, 512 / 256 |
+    | 2 … 6 | *extra layers*: 1×1 conv (to 256 or 128 ch), then 3×3 stride 2 (last: 4×4 stride 1) | 32 … 256, 512/256 |
 
     VGG16's fully connected layers fc6 and fc7 become the convolutions conv6 and conv7; pool5 keeps the
     resolution (stride 1) and conv6 uses a dilation of 6 to see as far as the original pooled layer did.
@@ -277,9 +277,9 @@ CELLS = [
     """),
     markdown(r"""
     The backbone holds most of the weights: in VGG16, the `conv7` stage alone (conv5_x, conv6 and conv7)
-    holds almost half of the model. The heads are small, but the classification heads are 5 times the
-    localisation heads: 21 numbers per anchor instead of 4. (ResNet-50 lost its `layer4` and classifier
-    here; only stem … layer3 is used.)
+    holds almost half of the model. The heads are small, but the classification heads are about 5 times the
+    localisation heads: 21 numbers per anchor instead of 4 (21 / 4 = 5.25). (ResNet-50 lost its `layer4` and
+    classifier here; only stem … layer3 is used.)
 
     ## The heads: anchors × 4 and anchors × C channels
 

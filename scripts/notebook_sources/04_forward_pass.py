@@ -203,7 +203,8 @@ CELLS = [
 
     The loss (notebook 05) compares predicted and target offsets with a smooth-L1 loss, which is quadratic
     below 1 and linear above. The raw offsets of matched anchors are small — an anchor only matches when it
-    already overlaps its box (IoU ≥ 0.5) — so without scaling they would all sit in the flat quadratic part.
+    already overlaps its box well (IoU ≥ 0.5, or it is the box's best anchor) — so without scaling they would
+    all sit in the flat quadratic part.
     Dividing by 0.1 and 0.2 brings them to about unit spread. Measure it on the positive anchors of 64 images
     (matching is notebook 05's topic; `encode_targets` does it and encodes with the variances):
     """),
@@ -258,8 +259,9 @@ CELLS = [
 
     ## Exercise: decode offsets
 
-    Write `my_decode(deltas, anchors, variances)` for `[N, 4]` tensors: the inverse of the encoding,
-    returning `(cx, cy, w, h)`.
+    Write `my_decode(deltas, anchors, variances)`: the inverse of the encoding. `deltas` holds the offsets
+    `(tx, ty, tw, th)`, `anchors` the anchors in `(cx, cy, w, h)` pixels, both `[N, 4]`; return the boxes
+    `[N, 4]` in `(cx, cy, w, h)` pixels.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -386,13 +388,27 @@ CELLS = [
     plt.show()
     print(f"{len(detections['scores'])} detections above {cfg.score_threshold}, "
           f"{int(confident.sum())} above {min_score}")
+    iou_gt = box_iou(target["boxes"], detections["boxes"])  # [M, N]
+    for m, label in enumerate(target["labels"].tolist()):
+        same_class = detections["labels"] == label  # [N]
+        if not same_class.any():
+            print(f"  ground truth {m} ({cfg.class_names[label]}): no {cfg.class_names[label]} detection at all")
+            continue
+        n = int(torch.where(same_class, iou_gt[m], -1.0).argmax())
+        print(f"  ground truth {m} ({cfg.class_names[label]}): best-overlapping {cfg.class_names[label]} detection "
+              f"IoU {iou_gt[m, n]:.2f}, score {detections['scores'][n]:.2f}")
     """),
     markdown(r"""
     The same pipeline, now with weights that learned something: most of the 1 524 proposals fall below the
-    score threshold or are removed by NMS, and the picture keeps only the boxes scored above 0.3. (A model
-    trained here for a few hundred steps is far from done: it misses, mislabels or misplaces shapes and its
-    scores stay low. The shipped checkpoint, trained with notebook 06's recipe, is much better; notebook 07
-    measures it.)
+    score threshold or are removed by NMS, and the picture keeps only the boxes scored above 0.3. The lines
+    under it pair each ground-truth box with the detection of its class that overlaps it most.
+
+    This image is a hard one: the large circle hides the tip of the triangle. With the shipped checkpoint the
+    small circle is found almost exactly (IoU 0.86, score 1.00) and the triangle roughly (IoU 0.59); the
+    large circle gets a fair box (IoU 0.69) but a score of only 0.03 — kept above 0.01, left out of the
+    picture — and a false "circle" with score 0.53 sits on the body of the triangle. A detector is judged on
+    many images, not one: notebook 07 measures this checkpoint with mean average precision. (Without the
+    checkpoint, the model trained above for a few hundred steps is far from done and misses or misplaces more.)
 
     ## One anchor at a time
 
@@ -412,8 +428,8 @@ CELLS = [
     markdown(r"""
     **Explore:** pick any anchor by level, row, column and k. Anchors on a shape, of about its size, move onto
     it and name its class. Anchors far from every shape say "background" — and their boxes can go anywhere:
-    the localisation loss only trains matched anchors (notebook 05), so an offset whose anchor is classified
-    as background is never used. (The widget needs a running kernel.)
+    the localisation loss only trains matched anchors (notebook 05), and post-processing drops such a box
+    anyway because of its low object scores. (The widget needs a running kernel.)
     """),
     code(r"""
     anchor_prediction_explorer(trained, image)
@@ -436,7 +452,7 @@ CELLS = [
     assert cfg300.feature_map_sizes == (38, 19, 10, 5, 3, 2, 1)
     """),
     markdown(r"""
-    The steps are fractional: 300 / 38 = 7.89. The article computes them as `300 // 38 = 7`, which pulls
+    The steps are fractional: 300 / 38 = 7.895. The article computes them as `300 // 38 = 7`, which pulls
     every anchor centre towards the top-left corner — the last centre of a level lands well inside the image:
     """),
     code(r"""

@@ -38,6 +38,7 @@ CELLS = [
     """, "parameters"),
     code(r"""
     %matplotlib inline
+    import copy
     import math
 
     import torch
@@ -256,13 +257,14 @@ CELLS = [
 
     ## Encoded targets for one positive anchor
 
-    A positive anchor does not learn the box's corners; it learns the SSD parameterization of the box
-    *relative to itself* (SSD paper, eq. 2, with the variances 0.1 and 0.2 of the original code):
+    A positive anchor does not learn the box's corners; it learns the SSD parameterization of notebook 04,
+    the box *relative to itself* (SSD paper, eq. 2, with the variances 0.1 and 0.2 of the original code):
 
-    $$d_x = \frac{g_x - a_x}{0.1\,a_w},\quad d_y = \frac{g_y - a_y}{0.1\,a_h},\quad
-      d_w = \frac{\log(g_w / a_w)}{0.2},\quad d_h = \frac{\log(g_h / a_h)}{0.2}$$
+    $$t_x = \frac{g_x - a_x}{0.1\,a_w},\quad t_y = \frac{g_y - a_y}{0.1\,a_h},\quad
+      t_w = \frac{\log(g_w / a_w)}{0.2},\quad t_h = \frac{\log(g_h / a_h)}{0.2}$$
 
-    with box and anchor in cxcywh pixels. Take the anchor that step 1 gave the 13-pixel square (box 1):
+    with box g and anchor a in cxcywh pixels (the paper calls the anchor d, for *default box*).
+    Take the anchor that step 1 gave the 13-pixel square (box 1):
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -286,7 +288,8 @@ CELLS = [
 
     ### Exercise: encode a box
 
-    Give the four targets of the box xyxy (30, 40, 70, 100) for the anchor cxcywh (48, 64, 32, 32).
+    Give the four targets of the box xyxy (30, 40, 70, 100) for the anchor cxcywh (48, 64, 32, 32), with
+    variances (0.1, 0.2), as `(tx, ty, tw, th)`.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -301,7 +304,8 @@ CELLS = [
 
     Every anchor gets a cross-entropy loss on its class: its box's class for positives, class 0 (background)
     for the rest. But positives are rare: 10 of 1 524 anchors here. Look at the loss of a network before
-    training, with its class heads initialised to all zeros bias (every class equally likely):
+    training whose class heads start with a zero bias (`background_prior=None`), so that every class is about
+    equally likely:
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -351,14 +355,18 @@ CELLS = [
     negatives are already right and teach nothing any more.
 
     The heatmaps show each negative anchor's cross-entropy at its cell (the largest over the anchors of the
-    cell, on a log scale; positives are left out), for the three finest levels. Dots mark cells with a kept
-    negative. The hard negatives are not spread at random: they sit **on and around the objects**, anchors
-    that overlap an object partly (IoU below 0.5) and that the network is tempted to call an object.
+    cell, on a log scale; positives are left out), for the three finest levels. Dots mark cells holding at
+    least one kept negative (one dot can stand for several anchors of its cell; the kept negatives of the two
+    coarsest levels are not drawn). The hard negatives are not spread at random: they sit **on and around the
+    objects**, anchors that overlap an object partly (IoU below 0.5) and that the network is tempted to call
+    an object.
     """),
     code(r"""
+    shown = sum(fm * fm * k for fm, k in zip(cfg.feature_map_sizes[:3], cfg.anchors_per_location[:3]))  # levels 0-2
     viz.plot_anchor_values(image, ce.masked_fill(positive, float("nan")), cfg, levels=[0, 1, 2], mark=kept, log=True,
                            value_label="cross-entropy of negative anchors (log scale)",
-                           title=f"per-anchor CE of the trained model; dots: the {num_neg} kept negatives")
+                           title=f"per-anchor CE of the trained model; dots: cells with a kept negative "
+                                 f"({int(kept[:shown].sum())} of the {num_neg} are on these levels)")
     """),
     markdown(r"""
     Ranked, the negatives' losses fall off steeply: a handful are hard, the rest are already close to 0.
@@ -380,9 +388,10 @@ CELLS = [
     markdown(r"""
     ### Exercise: how many negatives are kept?
 
-    Write `negatives_kept(P, A)`: the number of negatives an image with `A` anchors and `P` positives keeps.
-    Think of the edge cases: an image without objects, and an image with so many positives that there are not
-    `3P` negatives left.
+    Write `negatives_kept(P, A)`: the number of negatives that 3:1 mining keeps in an image with `A` anchors
+    and `P` positives. Mind the edge cases: an image without objects still keeps 3 negatives, as if P were 1
+    (the NaN section below says why), and an image can have so many positives that fewer than `3P` negatives
+    are left.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -488,8 +497,10 @@ CELLS = [
     assert all(torch.isfinite(v) for v in ours.values())
     """),
     markdown(r"""
-    One such batch is enough to ruin a run: the NaN flows back into every gradient, and after one optimizer step
-    every weight is NaN.
+    One such batch is enough to ruin a run. The inf and NaN flow back through every layer that computed the
+    mined negatives' scores: the backbone and most class heads (the localisation heads get a clean 0, as no
+    anchor is positive). One optimizer step writes NaN or inf into all those weights, and from then on every
+    prediction is NaN, on every image:
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -497,9 +508,17 @@ CELLS = [
     poisoned = sum(int(not p.grad.isfinite().all()) for p in trainable.parameters() if p.grad is not None)
     total = len(list(trainable.parameters()))
     print(f"parameters with a NaN or inf gradient after the article's loss: {poisoned} of {total}")
+    stepped = copy.deepcopy(trainable).eval()  # a copy takes one plain SGD step with these gradients
+    with torch.no_grad():
+        for weight, used in zip(stepped.parameters(), trainable.parameters()):
+            weight -= 1e-3 * used.grad
+        _, logits_after = stepped.forward_heads(image[None])  # the demo image, which has objects
+    print(f"after one SGD step: {sum(int(not w.isfinite().all()) for w in stepped.parameters())} of {total} "
+          f"parameters hold NaN or inf; finite class scores on the demo image: {bool(logits_after.isfinite().all())}")
     trainable.zero_grad()
     (ours["loss_loc"] + ours["loss_cls"]).backward()
-    print("after ours:", sum(int(not p.grad.isfinite().all()) for p in trainable.parameters() if p.grad is not None))
+    poisoned = sum(int(not p.grad.isfinite().all()) for p in trainable.parameters() if p.grad is not None)
+    print(f"parameters with a NaN or inf gradient after our loss: {poisoned} of {total}")
     """),
     markdown(r"""
     Ours stays finite: the empty image keeps its 3 hardest negatives (as if P were 1), so it still pushes the
