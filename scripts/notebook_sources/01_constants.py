@@ -138,9 +138,10 @@ CELLS = [
     assert tuple(per_location) == cfg.anchors_per_location == (4, 6, 6, 6, 6, 4, 4)
     """),
     markdown(r"""
-    Here they are, one location per level, each panel to scale in pixels around its centre (first colour: the
-    $s_k$ square, second: the $s'_k$ square, then lying/standing pairs). `ssd.level_box_shapes(cfg, k)`
-    lists the same (w, h) pairs in the order the model uses.
+    Here they are, one location per level, each panel to scale in pixels around its centre (y grows
+    downwards, as in an image). Blue is the $s_k$ square, orange the $s'_k$ square, green and red the lying
+    and standing boxes of ratio 2, purple and brown those of ratio 3 (levels 1–4 only).
+    `ssd.level_box_shapes(cfg, k)` lists the same (w, h) pairs in the order the model uses.
     """),
     code(r"""
     viz.plot_anchor_shapes(cfg)
@@ -182,8 +183,9 @@ CELLS = [
 
     ## SSD300 beside SSD512
 
-    The SSD paper's SSD300 takes a 300×300 input and has one feature map fewer. Its steps are not exact
-    divisors of 300: 38 × 8 = 304, so its first map slightly overhangs the image.
+    The SSD paper's SSD300 takes a 300×300 input and has one feature map fewer. Its steps, taken from the
+    authors' released code, are not all exact divisors of 300: 38 × 8 = 304, so its first map slightly
+    overhangs the image.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -193,9 +195,10 @@ CELLS = [
     viz.plot_anchor_counts([ssd.SSD512_VOC, ssd.SSD300_VOC])
     """),
     markdown(r"""
-    A step computed as `300 // 38 = 7` (as the article's dry run does for feature-map sizes it measures)
-    would put the last centre of the 38×38 map at 37.5 × 7 = 262.5 px, leaving a band of the image without
-    centres; with step 8 the centres reach the edge.
+    The article's dry run measures each feature map and sets its step to `image_size // fm`. At 300 px that
+    gives `300 // 38 = 7` for the 38×38 map, whose last centre then sits at 37.5 × 7 = 262.5 px: the right
+    and bottom 37.5 px of the image get no level-0 centre. With step 8 the centres reach the edge
+    (notebook 02 shows both, and a third choice, the fractional step 300 / 38).
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -224,7 +227,7 @@ CELLS = [
     """),
     markdown(r"""
     And one more: how many anchors does SSD300 have in all? Use your function with
-    `cfg=ssd.SSD300_VOC`.
+    `cfg=ssd.SSD300_VOC` on each of its levels and store the sum in `total_300`.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT

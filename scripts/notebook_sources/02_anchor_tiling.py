@@ -289,7 +289,8 @@ CELLS = [
     ### Exercise 2: one anchor's shape
 
     What are `(w, h)` in pixels of the **standing 1:3** anchor of level 2 of SSD512? Compute it from
-    `cfg.box_sizes` with the rule above (not by reading `level_box_shapes`).
+    `cfg.box_sizes` with the rule above (not by reading `level_box_shapes`) and store it as a tuple
+    `box_1to3 = (w, h)`.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -360,23 +361,26 @@ CELLS = [
 
     For SSD512 every step divides 512. At 300 px they do not: 300 / 38 = 7.89. The article computes steps in
     its dry run as `image_size // fm`, which rounds 7.89 down to 7. The 38 cells then span only
-    38 × 7 = 266 pixels, and the last centre sits at 262.5 px: a 34-pixel band along the right and bottom edges
-    has no level-0 centre at all. The SSD paper's SSD300 uses step 8 instead (cells reach 304 px, slightly past
-    the edge); a fractional step `300 / 38` makes the cells tile the image exactly.
+    38 × 7 = 266 pixels: a 34-pixel band along the right and bottom edges belongs to no level-0 cell, and the
+    last centre sits at 262.5 px. The original SSD300 (the authors' released code, which `ssd.SSD300_VOC`
+    follows) uses step 8 instead: its cells reach 304 px, slightly past the edge. The paper's own formula,
+    centres at $\tfrac{j+0.5}{|f_k|}$ of the image side, amounts to the fractional step `300 / 38`, which makes
+    the cells tile the image exactly. The table compares the three (column "orig": the original code's steps).
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
     cfg300 = ssd.SSD300_VOC
-    print("  fm   300/fm  300//fm  paper | last centre: //      /    paper | cells end: //      /   paper")
-    for fm, paper_step in zip(cfg300.feature_map_sizes, cfg300.steps):
+    print("  fm   300/fm  300//fm   orig | last centre: //      /     orig | cells end: //      /    orig")
+    for fm, orig_step in zip(cfg300.feature_map_sizes, cfg300.steps):
         floor_step, exact_step = 300 // fm, 300 / fm
-        print(f"{fm:>4} {exact_step:>8.3f} {floor_step:>8} {paper_step:>6} |"
-              f" {(fm - 0.5) * floor_step:>15.1f} {(fm - 0.5) * exact_step:>6.1f} {(fm - 0.5) * paper_step:>7.1f} |"
-              f" {fm * floor_step:>11} {fm * exact_step:>6.1f} {fm * paper_step:>7}")
+        print(f"{fm:>4} {exact_step:>8.3f} {floor_step:>8} {orig_step:>6} |"
+              f" {(fm - 0.5) * floor_step:>15.1f} {(fm - 0.5) * exact_step:>6.1f} {(fm - 0.5) * orig_step:>7.1f} |"
+              f" {fm * floor_step:>11} {fm * exact_step:>6.1f} {fm * orig_step:>7}")
     """),
     code(r"""
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), layout="constrained", sharey=True)
-    for ax, (name, step) in zip(axes, [("300 // 38 = 7", 300 // 38), ("300 / 38 = 7.89", 300 / 38), ("paper: 8", 8)]):
+    choices = [("300 // 38 = 7", 300 // 38), ("300 / 38 = 7.89", 300 / 38), ("8 (original)", 8)]
+    for ax, (name, step) in zip(axes, choices):
         centers = (torch.arange(38) + 0.5) * step
         cy, cx = torch.meshgrid(centers, centers, indexing="ij")
         ax.add_patch(Rectangle((0, 0), 300, 300, color="lightsteelblue", label="300x300 image"))
@@ -412,7 +416,9 @@ CELLS = [
     The explorer draws the anchors of any location of any preset over the example image, with a table of
     their flat index, size and IoU with the dashed ground-truth box (the image's largest object). It is a thin
     layer over a plain function, `widgets.anchor_explorer_view`, which also gives the static picture below:
-    the 6 anchors of level 2 at the cell under the large square. Dotted anchors do not fit inside the image.
+    the 6 anchors of level 2 at the cell under the large square. Anchors that reach past the image border are
+    drawn as they are (SSD does not clip them); a dotted outline marks a box with a side longer than the whole
+    image (or shorter than 1 px), such as the 652-px-wide 2:1 box of level 6.
     """),
     code(r"""
     # NBVAL_CHECK_OUTPUT
@@ -477,7 +483,7 @@ CELLS = [
     - Together the 24 564 anchors of SSD512 cover every pixel over 100 times, and each object size finds
       anchors with IoU ≥ 0.5 on the level whose sizes match it.
     - Steps must tile the image: at 300 px `300 // fm` leaves a band without centres; a fractional
-      `300 / fm` (or the paper's rounded-up steps) does not.
+      `300 / fm` (or the original code's rounded-up steps) does not.
 
     **Next:** [03_heads.ipynb](03_heads.ipynb) builds the network whose feature maps are these grids, and the
     heads that predict, for every anchor in this order, 4 offsets and 21 class scores.

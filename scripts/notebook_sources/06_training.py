@@ -101,7 +101,7 @@ CELLS = [
     """),
     markdown(r"""
     Objects range from about 13 to 77 pixels, which the anchors of `TINY_SHAPES` (12.8 to 115 pixels) cover.
-    About one image in ten is empty: notebook 05 showed why the loss must stay finite on those.
+    15 of these 200 images are empty: notebook 05 showed why the loss must stay finite on those.
 
     ## Data augmentation
 
@@ -110,8 +110,9 @@ CELLS = [
     contrast, saturation, hue), **zoom-out** (paste the image on a larger canvas filled with the mean colour:
     objects get smaller, which the paper credits with much of SSD's gain on small objects), **IoU crop** (cut a
     patch that overlaps some object with at least a random minimum IoU: objects get larger and partial),
-    horizontal flip, and a resize back to 128×128. The boxes move with the pixels; boxes that end up smaller
-    than 1 pixel are dropped. Five draws of the same training image:
+    horizontal flip, and a resize back to 128×128. The boxes move with the pixels. A box whose centre falls
+    outside the crop is dropped, even if part of its object stays in the picture, and so is a box that ends
+    up smaller than 1 pixel. Five draws of the same training image:
     """),
     code(r"""
     augment = train_transforms(cfg)
@@ -184,7 +185,8 @@ CELLS = [
 
     ### Exercise: how many steps?
 
-    How many optimizer steps does the full recipe take? `TRAIN_RECIPES["tiny_shapes"]` gives the number of
+    How many optimizer steps does the full recipe take? Store the number in `steps`.
+    `TRAIN_RECIPES["tiny_shapes"]` gives the number of
     training images (`num_train`), the `batch_size` and the `epochs`; the last batch of an epoch may be smaller,
     but it is still a step.
     """),
@@ -361,6 +363,10 @@ CELLS = [
     fig
     """),
     markdown(r"""
+    A white box with no coloured box on it is an object the model missed at this threshold; a coloured box
+    away from any white one is a false alarm. Notebook 07 counts both over all held-out images and shows how
+    the threshold trades one for the other.
+
     ## The same training from the command line, on VOC, on several GPUs
 
     Everything above is one command; `ssd-tutorial` is the same program as `python -m ssd_tutorial`:
@@ -384,10 +390,11 @@ CELLS = [
     python -m ssd_tutorial evaluate --checkpoint runs/ssd512_voc/best.pt --data voc:/data/VOC --split val
     ```
 
-    On a GPU, mixed precision (`--amp`) is on by default. VGG16 learns far faster from ImageNet weights than
-    from random ones: `ssd_tutorial.build_ssd(cfg, pretrained_backbone=True)` loads them from the local torch
-    hub cache (`ssd_tutorial.backbones.pretrained_weights_path("vgg16")` says where the file must be); train
-    that model with `fit` and the recipe's keyword arguments, as the cells above do for shapes.
+    On a GPU, training uses float16 mixed precision by default (`--amp bf16` picks bfloat16, `--no-amp` plain
+    float32). VGG16 learns far faster from ImageNet weights than from random ones: add `--pretrained-backbone`
+    (in Python: `ssd_tutorial.build_ssd(cfg, pretrained_backbone=True)`). The weights are read from the local
+    torch hub cache, never downloaded; `ssd_tutorial.backbones.pretrained_weights_path("vgg16")` says where
+    the file must be.
 
     **Several GPUs**: start one process per GPU with `torchrun`. `fit` sees the `RANK` / `WORLD_SIZE` /
     `LOCAL_RANK` variables, joins the process group (NCCL on GPUs, Gloo on CPUs), gives each process its own
