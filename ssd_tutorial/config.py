@@ -242,7 +242,9 @@ SSD512_VOC = SSDConfig(
     backbone="vgg16",
 )
 
-# The SSD paper's SSD300 (and torchvision's ssd300_vgg16): 8732 anchors.
+# The SSD paper's SSD300 (and torchvision's ssd300_vgg16): 8732 anchors. The steps (8, 16, 32, 64, 100, 300) and
+# box sizes are those of the authors' released Caffe code; the paper's formula (j + 0.5) / |f_k| would give
+# the fractional steps 300 / fm.
 SSD300_VOC = SSDConfig(
     name="ssd300_voc",
     image_size=300,
