@@ -229,3 +229,20 @@ def test_no_images_or_no_anchors():
     assert decode_detections(torch.zeros(0, cfg.num_anchors, 4), torch.zeros(0, cfg.num_anchors, 4), anchors, cfg) == []
     got = decode_detections(torch.zeros(2, 0, 4), torch.zeros(2, 0, 4), anchors[:0], cfg)
     assert len(got) == 2 and all(d["boxes"].shape == (0, 4) and d["labels"].dtype == torch.long for d in got)
+
+
+def test_gpu_nms_branch_gives_the_same_detections(monkeypatch):
+    """On a GPU, _grouped_nms is one batched_nms call: run decode_detections through that branch here."""
+    from torchvision.ops import batched_nms
+
+    import ssd_tutorial.postprocess as postprocess
+
+    cfg = SSD300_VOC.replace(max_detections=50)
+    anchors = default_boxes(cfg)
+    loc_preds, cls_logits = random_outputs(cfg, B=2, seed=5)
+    expected = decode_detections(loc_preds, cls_logits, anchors, cfg)
+    monkeypatch.setattr(postprocess, "_grouped_nms", batched_nms)
+    got = decode_detections(loc_preds, cls_logits, anchors, cfg)
+    assert_same(got, expected)
+    assert_same(got, reference_detections(loc_preds, cls_logits, anchors, cfg))
+    assert all(len(d["scores"]) == 50 for d in got)
