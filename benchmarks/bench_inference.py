@@ -22,7 +22,7 @@ from ssd_tutorial.config import get_config
 from ssd_tutorial.model import SSD
 
 from .bench_train_step import torchvision_twin
-from .common import AMP_DTYPES, BenchOptions, Comparison, autocast, compare, same_detections
+from .common import BenchOptions, Comparison, add_model_options, autocast, print_comparisons, same_detections
 
 __all__ = ["comparisons", "calibrate_background", "CANDIDATES_PER_IMAGE"]
 
@@ -88,19 +88,14 @@ def comparisons(opts: BenchOptions) -> Iterator[Comparison]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    add_model_options(parser)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", choices=sorted(AMP_DTYPES))
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--models", default="tiny_shapes,ssd300_voc")
     args = parser.parse_args(argv)
     opts = BenchOptions(quick=args.quick, device=args.device, amp=args.amp, channels_last=args.channels_last,
                         infer_batch=args.batch, models=tuple(args.models.split(",")))  # fmt: skip
-    for c in comparisons(opts):
-        r = compare(c, opts)
-        print(f"{r.what}: {r.same}; ours {r.ours_s * 1e3:.1f} ms, torchvision {r.theirs_s * 1e3:.1f} ms, "
-              f"x{r.speedup:.2f}, {r.images / r.ours_s:.1f} vs {r.images / r.theirs_s:.1f} images/s")  # fmt: skip
+    print_comparisons(comparisons(opts), opts, lambda r: (
+        f"ours {r.ours_s * 1e3:.1f} ms, torchvision {r.theirs_s * 1e3:.1f} ms, x{r.speedup:.2f}, "
+        f"{r.images / r.ours_s:.1f} vs {r.images / r.theirs_s:.1f} images/s"))  # fmt: skip
 
 
 if __name__ == "__main__":

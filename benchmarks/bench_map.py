@@ -26,7 +26,7 @@ import torch
 
 from ssd_tutorial.evaluate import coco_map, mean_average_precision
 
-from .common import BenchOptions, Comparison, Mismatch, compare
+from .common import BenchOptions, Comparison, Mismatch, print_comparisons
 
 __all__ = ["synthetic_detections", "pycocotools_map", "torchmetrics_map", "comparisons"]
 
@@ -192,10 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="100 images")
     args = parser.parse_args(argv)
     opts = BenchOptions(quick=args.quick)
-    for c in comparisons(opts):
-        r = compare(c, opts)
-        print(f"{r.what}: {r.same}; {r.ours_name} {r.ours_s * 1e3:.1f} ms, {r.theirs_name} {r.theirs_s * 1e3:.1f} ms, "
-              f"speed-up x{r.speedup:.2f}")  # fmt: skip
+    print_comparisons(comparisons(opts), opts, lambda r: (
+        f"{r.ours_name} {r.ours_s * 1e3:.1f} ms, {r.theirs_name} {r.theirs_s * 1e3:.1f} ms, "
+        f"speed-up x{r.speedup:.2f}"))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from ssd_tutorial.config import SSDConfig, get_config
 from ssd_tutorial.model import SSD
 
 from .bench_flops import count_flops
-from .common import AMP_DTYPES, BenchOptions, Comparison, Mismatch, autocast, compare
+from .common import BenchOptions, Comparison, Mismatch, add_model_options, autocast, print_comparisons
 
 __all__ = ["SourcesAsDict", "torchvision_twin", "grid_targets", "comparisons", "fit_throughput", "DEFAULT_TRAIN_BATCH"]
 
@@ -219,19 +219,14 @@ def fit_throughput(opts: BenchOptions, iterations: int | None = None) -> dict[st
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", choices=sorted(AMP_DTYPES))
-    parser.add_argument("--channels-last", action="store_true")
+    add_model_options(parser)
     parser.add_argument("--batch", type=int)
-    parser.add_argument("--models", default="tiny_shapes,ssd300_voc")
     args = parser.parse_args(argv)
     opts = BenchOptions(quick=args.quick, device=args.device, amp=args.amp, channels_last=args.channels_last,
                         train_batch=args.batch, models=tuple(args.models.split(",")))  # fmt: skip
-    for c in comparisons(opts):
-        r = compare(c, opts)
-        print(f"{r.what}: {r.same}; ours {r.ours_s * 1e3:.1f} ms, torchvision {r.theirs_s * 1e3:.1f} ms, "
-              f"speed-up x{r.speedup:.2f}, peak MB {r.ours_mb:.0f} / {r.theirs_mb:.0f}")  # fmt: skip
+    print_comparisons(comparisons(opts), opts, lambda r: (
+        f"ours {r.ours_s * 1e3:.1f} ms, torchvision {r.theirs_s * 1e3:.1f} ms, speed-up x{r.speedup:.2f}, "
+        f"peak MB {r.ours_mb:.0f} / {r.theirs_mb:.0f}"))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ that both give the same result. :func:`compare` runs the check first and times o
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import gc
@@ -15,7 +16,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,15 @@ from typing import Any
 import torch
 import torchvision
 
+from ssd_tutorial.train import AMP_DTYPES  # re-exported: the names --amp takes
+
 __all__ = [
     "BenchOptions",
     "Comparison",
     "Mismatch",
     "Result",
+    "add_model_options",
+    "print_comparisons",
     "autocast",
     "compare",
     "full_float32",
@@ -40,7 +45,6 @@ __all__ = [
     "write_section",
 ]
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,23 @@ def same_detections(ours: list[dict], theirs: list[dict], box_atol: float = 2e-3
         if not torch.allclose(boxes_a, boxes_t, atol=box_atol, rtol=0):
             raise Mismatch(f"image {b}: boxes differ by up to {(boxes_a - boxes_t).abs().max():.3g} px")
     return f"same {sum(len(d['scores']) for d in ours)} detections in {len(ours)} images"
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options every model benchmark module takes on its own: --quick, --device, --amp, --channels-last,
+    --models (its --batch differs per module)."""
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", choices=sorted(AMP_DTYPES))
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--models", default="tiny_shapes,ssd300_voc")
+
+
+def print_comparisons(lines: Iterable[Comparison], opts: BenchOptions, describe: Callable[[Result], str]) -> None:
+    """Check and time each line (:func:`compare`) and print ``"what: same; " + describe(result)``."""
+    for c in lines:
+        r = compare(c, opts)
+        print(f"{r.what}: {r.same}; {describe(r)}")
 
 
 def _cpu_model() -> str:

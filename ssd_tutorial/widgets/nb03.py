@@ -9,7 +9,6 @@ Introduced in: 03_heads.ipynb
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import SSDConfig
-from ._output import show_in
+from ._output import figure_png, show_in
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -292,10 +291,9 @@ def feature_map_view(features: Sequence[Tensor], image: Tensor, level: int,
 
 
 def _figure_png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
+    png = figure_png(fig, dpi=80)
     fig.clf()  # free the artists; the Figure is not in pyplot's registry, so nothing else holds it
-    return buffer.getvalue()
+    return png
 
 
 def _html_table(rows: Sequence[tuple[str, str]], css_class: str) -> str:
