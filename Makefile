@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # Jupyter refuses to run as root (containers, CI) unless told; harmless otherwise.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test lint format student bench bench-quick bench-gpu checkpoint clean-build
+.PHONY: setup lab test lint format student notebook sync bench bench-quick bench-gpu checkpoint clean-build
 
 setup:
 	@bash scripts/setup_env.sh
@@ -14,14 +14,23 @@ lab: setup
 	$(PY) -m jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 test: setup
-	$(PY) -m ruff check ssd_tutorial tests benchmarks scripts
+	$(PY) -m ruff check ssd_tutorial tests benchmarks scripts notebooks
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check ssd_tutorial tests benchmarks scripts
+	$(PY) -m ruff check ssd_tutorial tests benchmarks scripts notebooks
 
 format: setup
 	$(PY) -m ruff format ssd_tutorial tests benchmarks scripts
+
+# Notebooks are jupytext pairs (NN_name.ipynb + NN_name.py). After editing either side:
+#   make notebook NB=03_heads   re-executes it and refreshes its committed outputs (NB unset: all of them)
+#   make sync                   brings every .py / .ipynb pair back in step without executing
+notebook: setup
+	$(PY) scripts/notebooks.py run $(NB)
+
+sync: setup
+	$(PY) scripts/notebooks.py sync
 
 # Student copies of the notebooks: solutions replaced by NotImplementedError("Exercise: ..."), in build/student/.
 student: setup

@@ -6,7 +6,7 @@ so the same code runs on notebooks/*.ipynb and on the small broken notebooks the
 Kernels talk to their client over IPC (Unix sockets named after a fresh connection file), not TCP: with TCP
 the client picks free ports, releases them and the kernel binds them later, a race that made kernels started
 side by side on a loaded machine hang. nbclient's client polls its sockets in short slices
-(:class:`SlicedPollChannel`), so a missed wake-up costs a second, not a cell timeout. scripts/nbbuild.py uses the
+(:class:`SlicedPollChannel`), so a missed wake-up costs a second, not a cell timeout. scripts/notebooks.py uses the
 same kernel managers.
 """
 
@@ -280,7 +280,7 @@ def run_nbval(path: Path, work_dir: Path, *, cell_timeout: int = CELL_TIMEOUT, c
     """Run ``pytest --nbval-lax`` on an :func:`nbval_copy` of ``path`` in a subprocess (the running
     interpreter's kernel, ``--nbval-current-env``, over IPC: this file run as a script is pytest with nbval's
     kernel manager swapped for :class:`IPCKernelManager`). nbval runs every cell top to bottom on one fresh
-    kernel: a cell that raises fails, and so does a ``# NBVAL_CHECK_OUTPUT`` cell whose output differs from the
+    kernel: a cell that raises fails, and so does an ``nbval-check-output`` cell whose output differs from the
     committed one. Raises AssertionError with pytest's output if anything failed."""
     copy = nbval_copy(path, work_dir, cwd=cwd)
     command = [

@@ -11,12 +11,12 @@ Conventions every notebook follows (checked by ``notebook_harness.lint_notebook`
 - the notebook is committed executed top to bottom on a fresh kernel named ``python3``: code cells have
   execution counts 1..n without gaps, outputs are committed, and no output is an error;
 - ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines are balanced in each cell;
-- cells whose committed output must be reproduced exactly carry a ``# NBVAL_CHECK_OUTPUT`` comment (nbval runs in
+- cells whose committed output must be reproduced exactly carry the cell tag ``nbval-check-output`` (nbval runs in
   ``--nbval-lax`` mode, which compares only those, so keep their text deterministic and independent of the CI
   parameters); widget and timing cells are tagged ``nbval-ignore-output``.
 
 Each notebook runs once: papermill injects its CI parameters, and nbval executes it top to bottom on a fresh
-kernel, failing on a cell that raises and on a ``# NBVAL_CHECK_OUTPUT`` cell whose output changed. That run has the
+kernel, failing on a cell that raises and on a ``nbval-check-output`` cell whose output changed. That run has the
 working directory notebooks/ and the kernel of the running interpreter (the ``python3`` kernel that ``make setup``
 registers in .venv), with a per-cell timeout (``SSD_NOTEBOOK_CELL_TIMEOUT`` seconds, default 300). papermill's own
 execution (``notebook_harness.execute``) is tested on small notebooks below and runs every student notebook
@@ -205,9 +205,10 @@ def test_execute_fails_on_a_cell_past_its_timeout(tmp_path):
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_nbval_uses_ci_parameters_and_fails_on_changed_output_or_error(tmp_path):
-    cells = [_params("N = 100"), new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(N * 2)"),
-             new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('stale')"), new_code_cell("print('not compared')"),
-             new_code_cell("# NBVAL_CHECK_OUTPUT\n" + TRANSPORT_CELL), new_code_cell("raise RuntimeError('boom')")]
+    checked = {"tags": ["nbval-check-output"]}  # the cell tag the notebooks use (no comment in the code)
+    cells = [_params("N = 100"), new_code_cell("print(N * 2)", metadata=checked),
+             new_code_cell("print('stale')", metadata=checked), new_code_cell("print('not compared')"),
+             new_code_cell(TRANSPORT_CELL, metadata=checked), new_code_cell("raise RuntimeError('boom')")]
     path = _write(tmp_path / "01_check.ipynb", cells, ci={"N": 3})
     nb = read(path)
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="6\n")]  # right at CI's N = 3

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import os
 import re
 import shlex
 import shutil
@@ -281,45 +280,6 @@ def test_an_unwritten_exercise_stops_with_its_own_message_not_the_checkers_frame
         exercises.check(name, unwritten)
     assert stopped.value.__cause__ is None and stopped.value.__suppress_context__
     assert capsys.readouterr().out == ""  # no "not yet" line before the stop
-
-
-# --- the guarded Colab cell (scripts/nbbuild.py colab_cell) -------------------------------------------------------
-
-
-def _nbbuild():
-    spec = importlib.util.spec_from_file_location("_nbbuild_for_tests", REPO_ROOT / "scripts" / "nbbuild.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_colab_cell_does_nothing_outside_colab(monkeypatch):
-    source = _nbbuild().colab_cell("https://example.org/me/ssd_tutorial").source
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a} outside Colab"))
-    namespace: dict = {}
-    exec(compile(source, "<colab cell>", "exec"), namespace)
-    assert "REPO_URL" not in namespace
-
-
-def test_colab_cell_clones_installs_and_enables_widgets_on_colab(monkeypatch):
-    import types
-
-    source = _nbbuild().colab_cell("https://example.org/me/ssd_tutorial").source
-    calls, enabled = [], []
-    colab = types.ModuleType("google.colab")
-    colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: enabled.append(True))
-    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
-    monkeypatch.setitem(sys.modules, "google.colab", colab)
-    monkeypatch.setattr(subprocess, "run", lambda command, check: calls.append((command, check)))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    checkout = "/content/ssd_tutorial"
-    isdir = os.path.isdir
-    monkeypatch.setattr(os.path, "isdir", lambda path: False if path == checkout else isdir(path))
-    exec(compile(source, "<colab cell>", "exec"), {})
-    assert calls == [(["git", "clone", "--depth", "1", "https://example.org/me/ssd_tutorial", checkout], True),
-                     ([sys.executable, "-m", "pip", "install", "--quiet", "-e", checkout], True)]  # fmt: skip
-    assert sys.path[0] == checkout and enabled == [True]
 
 
 # --- README "For teachers" stays in step with the notebooks and exercises -------------------------------------------

@@ -1,0 +1,458 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: ssd_tutorial,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ssd_tutorial)
+#     language: python
+#     name: python3
+#   ssd_tutorial:
+#     ci_parameters:
+#       EPOCHS: 2
+#       HAND_STEPS: 2
+#       NUM_HELDOUT: 32
+#       NUM_TRAIN: 64
+#       NUM_VAL: 16
+# ---
+
+# %% [markdown]
+# # 06 — Training SSD from scratch
+#
+# Notebooks 01–05 built every piece: anchors, the network, matching and the loss. Now we put them in a
+# training loop and train the small `TINY_SHAPES` model on generated shapes, from random weights, on a CPU.
+#
+# **After this notebook you will be able to**
+# - describe the training data and SSD's data augmentation, and draw both;
+# - write the training loop yourself: forward, loss, backward, optimizer step, learning-rate step;
+# - compute the learning rate of a warm-up + cosine schedule at any iteration;
+# - train with the package's `fit`, watch the loss live, and resume a run from its checkpoint after a crash;
+# - measure mAP@0.5 on images the model never saw;
+# - run the same training from the command line, on PASCAL VOC with SSD512, and on several GPUs with `torchrun`.
+
+# %% [markdown]
+# ## Parameters
+#
+# `None` means "as the command line does": the recipe `python -m ssd_tutorial train --preset tiny_shapes`
+# uses, `ssd_tutorial.train.TRAIN_RECIPES["tiny_shapes"]`. The tests run this notebook with a handful of
+# images and 2 epochs; the committed outputs come from the full recipe. `RUN_DIR` receives the checkpoints
+# (`None`: a fresh temporary folder).
+
+# %% tags=["colab"]
+# Google Colab only: fetch the project and install its package. Does nothing anywhere else (JupyterLab, Binder, CI).
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    REPO_URL, CHECKOUT = "https://github.com/OWNER/ssd_tutorial", "/content/ssd_tutorial"
+    if not os.path.isdir(CHECKOUT):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, CHECKOUT], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", CHECKOUT], check=True)
+    sys.path.insert(0, CHECKOUT)  # importable now, without restarting the runtime
+    from google.colab import output
+
+    output.enable_custom_widget_manager()  # lets ipywidgets 8 sliders draw in Colab
+
+# %% tags=["parameters"]
+NUM_TRAIN = None  # training images (recipe: num_train)
+NUM_VAL = None  # validation images, evaluated after every epoch (recipe: num_val)
+EPOCHS = None  # recipe: epochs
+BATCH_SIZE = None  # recipe: batch_size
+HAND_STEPS = 10  # iterations of the hand-written loop
+NUM_HELDOUT = 500  # held-out images for the final mAP
+RUN_DIR = None  # None: a temporary folder
+
+# %%
+# %matplotlib inline
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from torch.utils.data import DataLoader, RandomSampler
+
+import ssd_tutorial as ssd
+from ssd_tutorial import exercises, viz
+from ssd_tutorial.data import ShapesDataset, collate_detection, train_transforms
+from ssd_tutorial.evaluate import mean_average_precision
+from ssd_tutorial.train import FIT_KEYS, TRAIN_RECIPES, collect_detections, fit, load_checkpoint, lr_factor
+from ssd_tutorial.widgets import LiveHistoryPlot
+
+cfg = ssd.TINY_SHAPES
+recipe = dict(TRAIN_RECIPES["tiny_shapes"])
+for key, value in (("num_train", NUM_TRAIN), ("num_val", NUM_VAL), ("epochs", EPOCHS), ("batch_size", BATCH_SIZE)):
+    if value is not None:
+        recipe[key] = value
+run_dir = Path(RUN_DIR) if RUN_DIR is not None else Path(tempfile.mkdtemp(prefix="ssd_06_"))
+print("recipe:", recipe)
+
+# %% [markdown]
+# ## The data
+#
+# `ShapesDataset` draws circles, squares and triangles (classes 1, 2, 3) on smooth, noisy, striped
+# backgrounds. Item `i` of a dataset with seed `s` is a pure function of `(s, i)`: nothing is stored on disk,
+# and different seeds give independent images. We train on seed 0, validate after every epoch on seed 1
+# (as the command line does), and measure the final mAP on seed 1000, which the training never touches.
+
+# %%
+train_set = ShapesDataset(recipe["num_train"], image_size=cfg.image_size, seed=0)
+val_set = ShapesDataset(recipe["num_val"], image_size=cfg.image_size, seed=1)
+heldout_set = ShapesDataset(NUM_HELDOUT, image_size=cfg.image_size, seed=1000)
+
+fig = Figure(figsize=(12, 3.4), layout="constrained")
+for i, ax in enumerate(fig.subplots(1, 6)):
+    image, target = train_set[i]
+    viz.show_image(ax, image)
+    viz.draw_boxes(ax, target["boxes"], target["labels"], class_names=cfg.class_names)
+    ax.set_title(f"train item {i}: {len(target['boxes'])} objects", fontsize=9)
+    ax.set_xlabel("x (pixels)")
+fig.axes[0].set_ylabel("y (pixels)")
+fig
+
+# %% tags=["nbval-check-output"]
+sample = [ShapesDataset(200, image_size=cfg.image_size, seed=0)[i][1] for i in range(200)]
+counts = torch.tensor([len(t["labels"]) for t in sample])
+labels = torch.cat([t["labels"] for t in sample])
+boxes = torch.cat([t["boxes"] for t in sample])
+sides = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+print(f"first 200 training images: {int(counts.sum())} objects, {int((counts == 0).sum())} images without any")
+print("objects per image:", {n: int((counts == n).sum()) for n in range(int(counts.max()) + 1)})
+print("per class:", {cfg.class_names[c]: int((labels == c).sum()) for c in range(1, cfg.num_classes)})
+print(f"box side sqrt(w*h): {sides.min():.0f} to {sides.max():.0f} px, median {sides.median():.0f} px")
+
+# %% [markdown]
+# Objects range from about 13 to 77 pixels, which the anchors of `TINY_SHAPES` (12.8 to 115 pixels) cover.
+# 15 of these 200 images are empty: notebook 05 showed why the loss must stay finite on those.
+#
+# ## Data augmentation
+#
+# SSD's training augmentation (SSD paper, section 2.2 "Data augmentation", and 3.6) is built from
+# `torchvision.transforms.v2` in `train_transforms(cfg)`: random photometric distortion (brightness,
+# contrast, saturation, hue), **zoom-out** (paste the image on a larger canvas filled with the mean colour:
+# objects get smaller, which the paper credits with much of SSD's gain on small objects), **IoU crop** (cut a
+# patch that overlaps some object with at least a random minimum IoU: objects get larger and partial),
+# horizontal flip, and a resize back to 128×128. The boxes move with the pixels. A box whose centre falls
+# outside the crop is dropped, even if part of its object stays in the picture, and so is a box that ends
+# up smaller than 1 pixel. Five draws of the same training image:
+
+# %%
+augment = train_transforms(cfg)
+image, target = train_set[2]
+torch.manual_seed(3)
+fig = Figure(figsize=(12, 3.4), layout="constrained")
+axes = fig.subplots(1, 6)
+viz.show_image(axes[0], image)
+viz.draw_boxes(axes[0], target["boxes"], target["labels"], class_names=cfg.class_names)
+axes[0].set_title("original", fontsize=9)
+for k, ax in enumerate(axes[1:], start=1):
+    aug_image, aug_target = augment(image, target)
+    viz.show_image(ax, aug_image)
+    viz.draw_boxes(ax, aug_target["boxes"], aug_target["labels"], class_names=cfg.class_names)
+    ax.set_title(f"augmented #{k}: {len(aug_target['boxes'])} object(s)", fontsize=9)
+fig
+
+# %% [markdown]
+# Augmentation is what lets SSD learn from a few thousand photographs. The recipe for shapes does **not**
+# use it (the command line passes no transforms for `--data shapes`): the generator already varies position,
+# size, colour and background, a few thousand such images seen 8 times do not overfit this small model, and
+# skipping it keeps each CPU step cheap. For VOC and COCO the command line trains with `train_transforms(cfg)`.
+#
+# ## The training loop, written out
+#
+# Training is five lines repeated: **forward** (the model in train mode returns its two losses, computed with
+# the matching and the loss of notebook 05), **sum the losses**, **backward** (gradients of every weight),
+# **optimizer step** (move the weights), **scheduler step** (next learning rate). The recipe uses AdamW with
+# a learning rate that warms up linearly and then decays along a cosine. (`fit` also stores activations
+# channels-last when the recipe says `channels_last=True`, which makes CPU convolutions faster; the loop
+# below keeps the default layout.)
+
+# %%
+torch.manual_seed(0)
+model = ssd.build_ssd(cfg)  # random weights (TINY_SHAPES has no pretrained backbone)
+loader = DataLoader(train_set, batch_size=recipe["batch_size"], shuffle=True, collate_fn=collate_detection)
+total_iters = recipe["epochs"] * len(loader)
+optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+
+
+def schedule(it):
+    return lr_factor(it, iters_per_epoch=len(loader), total_iters=total_iters, warmup_iters=recipe["warmup_iters"],
+                     schedule=recipe["schedule"], step_size=recipe.get("step_size", 3),
+                     gamma=recipe.get("gamma", 0.1))
+
+
+scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)  # lr = recipe lr * schedule(iteration)
+
+model.train()
+hand_lrs = []
+for step, (images, targets) in enumerate(loader):
+    if step == HAND_STEPS:
+        break
+    losses = model(images, targets)  # forward: {"loss_loc": Tensor[], "loss_cls": Tensor[]}
+    loss = losses["loss_loc"] + losses["loss_cls"]
+    optimizer.zero_grad()
+    loss.backward()  # backward
+    hand_lrs.append(optimizer.param_groups[0]["lr"])
+    optimizer.step()  # step
+    scheduler.step()  # learning rate of the next iteration
+    print(f"step {step:>2}: loss {loss.item():6.3f} (loc {losses['loss_loc'].item():.3f}, "
+          f"cls {losses['loss_cls'].item():.3f}), lr {hand_lrs[-1]:.2e}")
+
+# %% [markdown]
+# The loss starts to fall although the learning rate is still a fraction of its final value (the warm-up,
+# below). The package's `fit` runs exactly this loop and adds what a real run
+# needs: epoch averages and a progress bar, validation mAP after each epoch, checkpoints (`last.pt` every
+# epoch, `best.pt` at the best validation mAP), exact resume, optional TensorBoard / ClearML logging, mixed
+# precision on CUDA, and DistributedDataParallel when started with `torchrun`.
+#
+# ### Exercise: how many steps?
+#
+# How many optimizer steps does the full recipe take? Store the number in `steps`.
+# `TRAIN_RECIPES["tiny_shapes"]` gives the number of
+# training images (`num_train`), the `batch_size` and the `epochs`; the last batch of an epoch may be smaller,
+# but it is still a step.
+
+# %% tags=["nbval-check-output"]
+full = TRAIN_RECIPES["tiny_shapes"]
+### BEGIN SOLUTION
+steps = math.ceil(full["num_train"] / full["batch_size"]) * full["epochs"]
+### END SOLUTION
+exercises.check("06_total_iterations", steps)
+
+# %% [markdown]
+# ## The learning-rate schedule
+#
+# Starting Adam or SGD at full speed on random weights can throw the network into a bad region in the
+# first few steps (SSD's loss is large at the start). A **warm-up** starts at 0.001 × the base rate and grows
+# linearly over `warmup_iters` iterations; then the **cosine** schedule lowers it smoothly to 0 at the last
+# iteration, so the final epochs make small, careful steps. (The article uses SGD with a warm-up and a step
+# schedule, ×0.1 every 3 epochs; `fit(schedule="step")` does that, and the VOC presets use it.) The dots
+# are the rates our hand-written loop actually used.
+
+# %%
+its = torch.arange(total_iters)
+lrs = [recipe["lr"] * schedule(int(it)) for it in its]
+fig = Figure(figsize=(11, 3.4), layout="constrained")
+whole, start = fig.subplots(1, 2)
+whole.plot(its, lrs)
+whole.set(xlabel="iteration", ylabel="learning rate", title=f"warm-up + cosine over {total_iters} iterations")
+for e in range(1, recipe["epochs"]):
+    whole.axvline(e * len(loader), color="gray", linewidth=0.5)
+n = min(total_iters, 2 * recipe["warmup_iters"])
+start.plot(its[:n], lrs[:n], label="schedule")
+start.plot(range(len(hand_lrs)), hand_lrs, "o", markersize=4, label="hand-written loop")
+start.set(xlabel="iteration", ylabel="learning rate", title=f"the first {n} iterations: linear warm-up")
+start.legend()
+fig
+
+
+# %% [markdown]
+# ### Exercise: the learning rate during warm-up
+#
+# Write `warmup_lr(t, base_lr, warmup_iters)`: the learning rate at iteration `t` (0-based) of the linear
+# warm-up, before the cosine multiplies it. It starts at `0.001 * base_lr` and would reach `base_lr` at
+# `t = warmup_iters`.
+
+# %% tags=["nbval-check-output"]
+def warmup_lr(t, base_lr, warmup_iters):
+    ### BEGIN SOLUTION
+    return base_lr * (0.001 + (1 - 0.001) * t / warmup_iters)
+    ### END SOLUTION
+
+
+exercises.check("06_warmup_lr", warmup_lr)
+
+
+# %% [markdown]
+# ## Training with `fit`, and a crash halfway
+#
+# Now the real run, with the command line's recipe and seed. The figure below is redrawn after every epoch
+# (`LiveHistoryPlot` is an `on_epoch_end` callback: `fit` hands it each finished epoch's record, the same
+# dict it returns in the history; `log_fn` gets the printed table). Training runs for minutes, and
+# minutes are enough for a laptop to go to sleep or a kernel to die. To see how a run survives that, we
+# **pull the plug halfway**: the loader below shuffles like `shuffle=True`, but raises an error when the epoch
+# after `crash_after` starts, just as an interrupted process would stop. `fit` writes `last.pt` at the end of
+# every epoch, atomically (a temporary file, then a rename), so a crash never leaves a half-written checkpoint.
+
+# %% tags=["nbval-ignore-output"]
+class PowerCut(Exception):
+    pass
+
+
+class UnplugAfter(RandomSampler):
+    # Shuffles like DataLoader(shuffle=True); raises PowerCut when epoch crash_after + 1 starts.
+    def __init__(self, dataset, crash_after):
+        super().__init__(dataset)
+        self.crash_after, self.epochs_started = crash_after, 0
+
+    def __iter__(self):
+        self.epochs_started += 1
+        if self.epochs_started > self.crash_after:
+            raise PowerCut(f"power cut at the start of epoch {self.epochs_started}")
+        return super().__iter__()
+
+
+crash_after = max(1, recipe["epochs"] // 2)
+fit_kwargs = {key: recipe[key] for key in FIT_KEYS if key in recipe}
+val_loader = DataLoader(val_set, batch_size=recipe["batch_size"], collate_fn=collate_detection)
+crashing_loader = DataLoader(train_set, batch_size=recipe["batch_size"],
+                             sampler=UnplugAfter(train_set, crash_after), collate_fn=collate_detection)
+
+torch.manual_seed(0)  # the same initial weights as `python -m ssd_tutorial train --preset tiny_shapes --seed 0`
+model = ssd.build_ssd(cfg)
+live = LiveHistoryPlot(epochs=recipe["epochs"], title="TINY_SHAPES on shapes (before the crash)")
+start = time.perf_counter()
+try:
+    fit(model, crashing_loader, **fit_kwargs, val_loader=val_loader, out_dir=run_dir, seed=0, progress=False,
+        on_epoch_end=live, log_fn=live.log)
+except PowerCut as cut:
+    print(f"{cut}; on disk: {sorted(p.name for p in run_dir.iterdir())}")
+seconds_before_crash = time.perf_counter() - start
+
+# %% [markdown]
+# The process is gone, and with it the model in memory. What survives is in `last.pt`: the weights, the
+# optimizer and scheduler states, the number of finished epochs, the configuration, the random-number states
+# and the history so far. `load_checkpoint` reads it with `torch.load(weights_only=True)`, which refuses to run
+# any code stored in the file:
+
+# %% tags=["nbval-check-output"]
+checkpoint = load_checkpoint(run_dir / "last.pt")
+print("keys:", sorted(checkpoint))
+print("finished epochs == crash_after:", checkpoint["epoch"] == crash_after)
+saved_epochs = [r["epoch"] for r in checkpoint["metrics"]["history"]]
+print("history holds epochs 1 ... crash_after:", saved_epochs == list(range(1, crash_after + 1)))
+print("config:", checkpoint["config"]["name"], checkpoint["class_names"])
+
+# %% [markdown]
+# To resume, a new process builds a fresh model (its random weights are replaced by the checkpoint's) and
+# calls `fit` with the same arguments plus `resume=`. Training continues at the next epoch, with the same
+# learning rate and the same data order it would have had without the crash (with `seed=0`, epoch `e`
+# shuffles with a seed derived from `(0, e)`), so the result equals an uninterrupted run. From the command
+# line: `python -m ssd_tutorial train --preset tiny_shapes --resume RUN_DIR/last.pt`.
+
+# %% tags=["nbval-ignore-output"]
+torch.manual_seed(1234)  # a new process: other random weights, overwritten by the checkpoint
+model = ssd.build_ssd(cfg)
+train_loader = DataLoader(train_set, batch_size=recipe["batch_size"], shuffle=True, collate_fn=collate_detection)
+live = LiveHistoryPlot(checkpoint["metrics"]["history"], epochs=recipe["epochs"],
+                       title="TINY_SHAPES on shapes (resumed after the crash)")
+start = time.perf_counter()
+history = fit(model, train_loader, **fit_kwargs, val_loader=val_loader, out_dir=run_dir, seed=0, progress=False,
+              on_epoch_end=live, log_fn=live.log, resume=run_dir / "last.pt")
+seconds = seconds_before_crash + time.perf_counter() - start
+print("\n".join(live.lines))
+print(f"training time, both parts, validation included: {seconds / 60:.1f} min on this machine")
+
+# %% tags=["nbval-check-output"]
+resumed = [record["epoch"] for record in live.received]  # what fit reported after resuming
+print("the resumed run trained epochs crash_after + 1 ... epochs:",
+      resumed == list(range(crash_after + 1, recipe["epochs"] + 1)))
+print("the history holds every epoch once:", [r["epoch"] for r in history] == list(range(1, recipe["epochs"] + 1)))
+
+# %% [markdown]
+# ## mAP on held-out shapes
+#
+# Validation mAP guided the choice of `best.pt`, so it is slightly optimistic. The honest number comes from
+# images that played no part in training or in choosing the checkpoint: seed 1000, the default of
+# `python -m ssd_tutorial evaluate`. `load_pretrained(path)` rebuilds the model from the checkpoint's own
+# configuration, in eval mode; `collect_detections` runs it over a loader; `mean_average_precision` matches
+# detections to boxes the way the PASCAL VOC devkit does (notebook 07 takes it apart).
+
+# %% tags=["nbval-ignore-output"]
+best = ssd.load_pretrained(run_dir / "best.pt")
+heldout_loader = DataLoader(heldout_set, batch_size=32, collate_fn=collate_detection)
+detections, targets = collect_detections(best, heldout_loader)
+result = mean_average_precision(detections, targets, iou_threshold=0.5, method="all_points")
+voc07 = mean_average_precision(detections, targets, iou_threshold=0.5, method="voc07")
+print(f"{len(targets)} held-out images: mAP@0.5 {result['map']:.3f} (all-point), "
+      f"{voc07['map']:.3f} (VOC07 11-point)")
+for label, ap in sorted(result["ap_per_class"].items()):
+    print(f"  {cfg.class_names[label]:<9} AP {ap:.3f}")
+
+# %%
+fig = Figure(figsize=(12, 2.9), layout="constrained")
+for i, ax in enumerate(fig.subplots(1, 6)):
+    image, target = heldout_set[i]
+    keep = detections[i]["scores"] >= 0.5
+    viz.show_image(ax, image)
+    viz.draw_boxes(ax, target["boxes"], color="white")
+    viz.draw_boxes(ax, detections[i]["boxes"][keep], detections[i]["labels"][keep], detections[i]["scores"][keep],
+                   class_names=cfg.class_names)
+    ax.set_title(f"held-out {i}: {int(keep.sum())} detections", fontsize=9)
+fig.suptitle("detections with score >= 0.5 (coloured) and ground truth (white)")
+fig
+
+# %% [markdown]
+# A white box with no coloured box on it is an object the model missed at this threshold; a coloured box
+# away from any white one is a false alarm. Notebook 07 counts both over all held-out images and shows how
+# the threshold trades one for the other.
+#
+# ## The same training from the command line, on VOC, on several GPUs
+#
+# Everything above is one command; `ssd-tutorial` is the same program as `python -m ssd_tutorial`:
+#
+# ```bash
+# # this notebook's run (recipe of TRAIN_RECIPES["tiny_shapes"], seed 0): last.pt, best.pt, history.json
+# python -m ssd_tutorial train --preset tiny_shapes --out runs/tiny_shapes
+# python -m ssd_tutorial train --preset tiny_shapes --out runs/tiny_shapes --resume runs/tiny_shapes/last.pt
+# python -m ssd_tutorial evaluate --checkpoint runs/tiny_shapes/best.pt      # VOC07, all-point and COCO mAP
+# ```
+#
+# **PASCAL VOC with SSD512 and VGG16**, the article's model: point `--data` at the folder that contains
+# `VOCdevkit/` (nothing is downloaded). The `ssd512_voc` recipe is the article's: SGD, lr 0.005, momentum 0.9,
+# weight decay 5·10⁻⁴, linear warm-up, ×0.1 every 3 epochs, batch 4, 10 epochs, training images augmented
+# with `train_transforms`:
+#
+# ```bash
+# python -m ssd_tutorial train --preset ssd512_voc --data voc:/data/VOC --voc-year 2012 \
+#     --train-split train --val-split val --out runs/ssd512_voc --tensorboard --workers 4
+# tensorboard --logdir runs/ssd512_voc/tb     # losses and lr per iteration, mAP and debug images per epoch
+# python -m ssd_tutorial evaluate --checkpoint runs/ssd512_voc/best.pt --data voc:/data/VOC --split val
+# ```
+#
+# On a GPU, training uses float16 mixed precision by default (`--amp bf16` picks bfloat16, `--no-amp` plain
+# float32). VGG16 learns far faster from ImageNet weights than from random ones: add `--pretrained-backbone`
+# (in Python: `ssd_tutorial.build_ssd(cfg, pretrained_backbone=True)`). The weights are read from the local
+# torch hub cache, never downloaded; `ssd_tutorial.backbones.pretrained_weights_path("vgg16")` says where
+# the file must be.
+#
+# **Several GPUs**: start one process per GPU with `torchrun`. `fit` sees the `RANK` / `WORLD_SIZE` /
+# `LOCAL_RANK` variables, joins the process group (NCCL on GPUs, Gloo on CPUs), gives each process its own
+# shard of the data (`DistributedSampler`, reshuffled every epoch), wraps the model in
+# `DistributedDataParallel`, and lets only rank 0 write checkpoints and logs:
+#
+# ```bash
+# torchrun --standalone --nproc_per_node=4 -m ssd_tutorial train --preset ssd512_voc \
+#     --data voc:/data/VOC --out runs/ssd512_voc_4gpu --workers 4
+# ```
+#
+# `--batch-size` is per process, so 4 GPUs with the recipe's batch 4 train with 16 images per step; with
+# a larger total batch, a larger `--lr` is the usual adjustment (roughly in proportion, with the warm-up
+# kept). The article used `DataParallel` (one process driving all GPUs); `DistributedDataParallel` runs one
+# process per GPU and scales better.
+#
+# ## Recap
+#
+# - The training loop is forward → loss → backward → optimizer step → scheduler step; `fit` adds
+#   validation, checkpoints, exact resume, logging, AMP and DDP around the same loop.
+# - The learning rate warms up linearly from 0.001 × lr, then follows a cosine (shapes, AdamW) or steps ×0.1
+#   every 3 epochs (the article's SGD recipe for VOC).
+# - `last.pt` is written atomically every epoch and holds everything to continue: weights, optimizer,
+#   scheduler, epoch, config, RNG states, history; `--resume` continues exactly.
+# - On held-out shapes the model trained here on a CPU finds circles, squares and triangles with the
+#   mAP@0.5 printed above.
+#
+# **Next:** [07_evaluation_and_inference.ipynb](07_evaluation_and_inference.ipynb) looks closely at that
+# number: precision–recall curves, the VOC and COCO metrics, thresholds, and the detector's worst mistakes.
+
+# %%
+if RUN_DIR is None:
+    shutil.rmtree(run_dir)  # the temporary folder; set RUN_DIR to keep the checkpoints
