@@ -127,3 +127,22 @@ def test_plot_anchor_shapes_one_panel_per_level():
     assert len(viz.plot_anchor_shapes(SSD300_VOC, levels=[0, 5]).axes) == 2
     with pytest.raises(ValueError, match="level"):
         viz.plot_anchor_shapes(SSD300_VOC, levels=[6])
+
+
+def test_split_package_reexports_every_public_name():
+    from ssd_tutorial.viz import anchors, datasets, evaluation, images, matching, training
+
+    modules = (images, anchors, matching, training, evaluation, datasets)
+    names = [name for module in modules for name in module.__all__]
+    assert sorted(names) == sorted(viz.__all__) and len(set(names)) == len(names)
+    for module in modules:
+        for name in module.__all__:
+            assert getattr(viz, name) is getattr(module, name)
+
+
+def test_old_anchor_coverage_name_warns_and_gives_pixel_counts():
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+    with pytest.warns(DeprecationWarning, match="pixel_anchor_counts"):
+        old = viz.anchor_coverage(boxes, 4)
+    assert torch.equal(old, viz.pixel_anchor_counts(boxes, 4))
+    assert "anchor_coverage" not in viz.__all__

@@ -33,47 +33,47 @@ def _coverage_brute_force(boxes: torch.Tensor, height: int, width: int) -> torch
     return (inside_y[:, :, None] & inside_x[:, None, :]).sum(0)  # [H, W]
 
 
-def test_anchor_coverage_hand_worked():
+def test_pixel_anchor_counts_hand_worked():
     boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.5, 0.5, 1.5, 1.5], [3.0, 1.0, 9.0, 2.0]])
     expected = torch.tensor([[2, 1, 0, 0],
                              [1, 1, 0, 1],
                              [0, 0, 0, 0]])  # fmt: skip
-    assert torch.equal(viz.anchor_coverage(boxes, (3, 4)), expected)
+    assert torch.equal(viz.pixel_anchor_counts(boxes, (3, 4)), expected)
 
 
-def test_anchor_coverage_matches_brute_force():
+def test_pixel_anchor_counts_matches_brute_force():
     gen = torch.Generator().manual_seed(0)
     corners = torch.rand(200, 2, generator=gen) * 60 - 15  # some outside the 20 x 30 image
     sizes = torch.rand(200, 2, generator=gen) * 25
     sizes[:10] = 0.0  # degenerate boxes cover nothing
     boxes = torch.cat([corners, corners + sizes], dim=1)
-    assert torch.equal(viz.anchor_coverage(boxes, (20, 30)), _coverage_brute_force(boxes, 20, 30))
+    assert torch.equal(viz.pixel_anchor_counts(boxes, (20, 30)), _coverage_brute_force(boxes, 20, 30))
 
 
-def test_anchor_coverage_of_ssd512_level6():
+def test_pixel_anchor_counts_of_ssd512_level6():
     start = sum(SSD512_VOC.anchors_per_level[:6])
     boxes = cxcywh_to_xyxy(default_boxes(SSD512_VOC)[start:])  # the 4 anchors centred at (256, 256)
-    counts = viz.anchor_coverage(boxes, 512)
+    counts = viz.pixel_anchor_counts(boxes, 512)
     assert counts.shape == (512, 512) and counts.dtype == torch.int64
     assert int(counts[256, 256]) == 4 and int(counts[0, 0]) == 0
     assert torch.equal(counts, _coverage_brute_force(boxes, 512, 512))
 
 
-def test_anchor_coverage_inside_box_area_sum():
+def test_pixel_anchor_counts_inside_box_area_sum():
     boxes = torch.tensor([[2.0, 3.0, 10.0, 7.0], [0.0, 0.0, 16.0, 16.0]])
-    assert int(viz.anchor_coverage(boxes, 16).sum()) == 8 * 4 + 16 * 16
+    assert int(viz.pixel_anchor_counts(boxes, 16).sum()) == 8 * 4 + 16 * 16
 
 
 @pytest.mark.parametrize("bad, size", [(torch.zeros(3, 3), 8), (torch.tensor([[5.0, 0.0, 1.0, 4.0]]), 8),
                                        (torch.tensor([[0.0, 0.0, float("nan"), 4.0]]), 8),
                                        (torch.zeros(1, 4), 0)])
-def test_anchor_coverage_rejects_bad_input(bad, size):
+def test_pixel_anchor_counts_rejects_bad_input(bad, size):
     with pytest.raises(ValueError):
-        viz.anchor_coverage(bad, size)
+        viz.pixel_anchor_counts(bad, size)
 
 
-def test_anchor_coverage_empty():
-    assert torch.equal(viz.anchor_coverage(torch.zeros(0, 4), 5), torch.zeros(5, 5, dtype=torch.int64))
+def test_pixel_anchor_counts_empty():
+    assert torch.equal(viz.pixel_anchor_counts(torch.zeros(0, 4), 5), torch.zeros(5, 5, dtype=torch.int64))
 
 
 def test_draw_level_grid_lines_and_centres():
@@ -107,7 +107,7 @@ def test_plot_anchor_coverage_panels():
     fig = viz.plot_anchor_coverage(TINY_SHAPES)
     image_axes = [ax for ax in fig.axes if ax.images and ax.get_title()]
     assert len(image_axes) == TINY_SHAPES.num_levels + 1
-    total = viz.anchor_coverage(cxcywh_to_xyxy(default_boxes(TINY_SHAPES)), 128)
+    total = viz.pixel_anchor_counts(cxcywh_to_xyxy(default_boxes(TINY_SHAPES)), 128)
     assert f"max {int(total.max())}" in image_axes[-1].get_title()
     only_total = viz.plot_anchor_coverage(TINY_SHAPES, per_level=False)
     assert len([ax for ax in only_total.axes if ax.images and ax.get_title()]) == 1

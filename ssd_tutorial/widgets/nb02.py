@@ -200,7 +200,7 @@ def anchor_explorer_view(preset: str | SSDConfig = "ssd512_voc", level: int = 0,
     from matplotlib.patches import Rectangle
     from torchvision.ops import box_iou
 
-    from ..viz import _color, _new_figure, draw_level_grid
+    from ..viz import draw_level_grid, new_figure, palette_color
 
     cfg = explorer_config(preset, level, ratios, scale)
     size = cfg.image_size
@@ -228,7 +228,7 @@ def anchor_explorer_view(preset: str | SSDConfig = "ssd512_voc", level: int = 0,
         for k, (label, (w, h), iou, fit) in enumerate(zip(anchor_shape_labels(cfg, level), shapes, ious, fits))
     ]
 
-    fig = _new_figure((6.4, 5.6))
+    fig = new_figure((6.4, 5.6))
     ax = fig.add_subplot()
     _canvas(ax, image, size)
     draw_level_grid(ax, cfg, level, color="white", centers=fm <= 16)
@@ -237,7 +237,7 @@ def anchor_explorer_view(preset: str | SSDConfig = "ssd512_voc", level: int = 0,
     ax.plot([cx], [cy], marker="+", color="black", markersize=10, markeredgewidth=2)
     for r, (x1, y1, x2, y2) in zip(rows, boxes_xyxy.tolist()):
         iou_text = "" if r["iou"] is None else f", IoU {r['iou']:.2f}"
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=_color(r["k"]), linewidth=2.0,
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=palette_color(r["k"]), linewidth=2.0,
                                linestyle="-" if r["fits"] else ":",
                                label=f"k={r['k']} {r['shape']}: {r['w']:.0f}x{r['h']:.0f}{iou_text}"))  # fmt: skip
     if gt is not None:
@@ -278,7 +278,7 @@ def positive_anchors_view(preset: str | SSDConfig = "ssd512_voc", cx: float = 25
     from matplotlib.ticker import MaxNLocator
     from torchvision.ops import box_iou
 
-    from ..viz import _color, _new_figure
+    from ..viz import new_figure, palette_color
 
     cfg = _resolve(preset)
     if level is not None:
@@ -305,7 +305,7 @@ def positive_anchors_view(preset: str | SSDConfig = "ssd512_voc", cx: float = 25
         start += count
     best_index = int(ious.argmax())
 
-    fig = _new_figure((11.0, 4.8))
+    fig = new_figure((11.0, 4.8))
     grid = fig.add_gridspec(1, 3)
     ax = fig.add_subplot(grid[0, :2])
     _canvas(ax, image, cfg.image_size)
@@ -319,8 +319,8 @@ def positive_anchors_view(preset: str | SSDConfig = "ssd512_voc", cx: float = 25
         selected = anchors[level_slice][ious[level_slice] >= threshold]  # [P_k, 4]
         x1, y1, x2, y2 = selected.unbind(-1)
         corners = torch.stack([x1, y1, x2, y1, x2, y2, x1, y2], dim=-1).reshape(-1, 4, 2)  # [P_k, 4, 2]
-        ax.add_collection(PolyCollection(corners.numpy(), facecolors="none", edgecolors=[_color(k)], linewidths=1.0,
-                                         label=f"level {k}: {r['positives']}"))  # fmt: skip
+        ax.add_collection(PolyCollection(corners.numpy(), facecolors="none", edgecolors=[palette_color(k)],
+                                         linewidths=1.0, label=f"level {k}: {r['positives']}"))  # fmt: skip
     bx1, by1, bx2, by2 = anchors[best_index].tolist()
     ax.add_patch(Rectangle((bx1, by1), bx2 - bx1, by2 - by1, fill=False, edgecolor="black", linewidth=2.5,
                            label=f"best anchor #{best_index}, IoU {float(ious[best_index]):.2f}"))  # fmt: skip
@@ -334,7 +334,7 @@ def positive_anchors_view(preset: str | SSDConfig = "ssd512_voc", cx: float = 25
 
     bars_ax = fig.add_subplot(grid[0, 2])
     bars = bars_ax.bar([r["level"] for r in rows], [r["positives"] for r in rows],
-                       color=[_color(r["level"]) for r in rows])  # fmt: skip
+                       color=[palette_color(r["level"]) for r in rows])  # fmt: skip
     bars_ax.bar_label(bars, fontsize=8)
     bars_ax.set_xticks([r["level"] for r in rows])
     bars_ax.yaxis.set_major_locator(MaxNLocator(integer=True))

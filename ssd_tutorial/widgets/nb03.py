@@ -253,7 +253,7 @@ def feature_map_view(features: Sequence[Tensor], image: Tensor, level: int,
     mean_abs = feature.abs().mean(dim=0)  # [H, W]
     channels = _top_channels(feature, num_channels)
 
-    fig = viz._new_figure((3.0 * (2 + num_channels), 3.4))
+    fig = viz.new_figure((3.0 * (2 + num_channels), 3.4))
     ax = fig.add_subplot(1, 2 + num_channels, 1)
     viz.show_image(ax, image)
     if W <= 32:

@@ -139,7 +139,7 @@ def anchor_prediction_view(image: Tensor, loc_preds: Tensor, cls_logits: Tensor,
     best = int(probs.argmax())
     names = list(cfg.class_names)
 
-    fig = viz._new_figure((9.0, 4.0))
+    fig = viz.new_figure((9.0, 4.0))
     grid = fig.add_gridspec(1, 2, width_ratios=(1.3, 1.0))
     ax = fig.add_subplot(grid[0])
     viz.show_image(ax, image)
@@ -159,7 +159,7 @@ def anchor_prediction_view(image: Tensor, loc_preds: Tensor, cls_logits: Tensor,
     ax.set_title(f"anchor #{index}: level {level}, row {row}, col {col}, k {k}", fontsize=9)
 
     ax = fig.add_subplot(grid[1])
-    bars = ax.bar(range(len(names)), probs.tolist(), color=[viz._color(c) for c in range(len(names))])
+    bars = ax.bar(range(len(names)), probs.tolist(), color=[viz.palette_color(c) for c in range(len(names))])
     ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(range(len(names)), [n.strip("_") for n in names], rotation=45 if len(names) > 6 else 0,
                   fontsize=7)  # fmt: skip
@@ -214,7 +214,7 @@ def box_coding_view(anchor_cxcywh: Tensor, gt_cxcywh: Tensor, variances: tuple[f
     ax_, ay_, aw, ah = anchor.tolist()
     gx, gy, gw, gh = gt.tolist()
 
-    fig = viz._new_figure((9.0, 4.5))
+    fig = viz.new_figure((9.0, 4.5))
     grid = fig.add_gridspec(1, 2, width_ratios=(1.2, 1.0))
     ax = fig.add_subplot(grid[0])
     if image is not None:

@@ -96,7 +96,7 @@ def matching_view(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Tens
     """
     from torchvision.ops import box_iou
 
-    from ..viz import _new_figure, draw_matches
+    from ..viz import draw_matches, new_figure
 
     anchors_xyxy = cxcywh_to_xyxy(anchors_cxcywh)  # [A, 4]
     matches = match_anchors(gt_boxes_xyxy, anchors_xyxy, iou_threshold)  # [A]; validates every input
@@ -117,7 +117,7 @@ def matching_view(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Tens
     highlight = torch.zeros(len(matches), dtype=torch.bool)
     highlight[greedy[greedy >= 0].cpu()] = True
 
-    fig = _new_figure((5.6, 5.4))
+    fig = new_figure((5.6, 5.4))
     ax = fig.add_subplot()
     draw_matches(ax, image_chw, gt, anchors_xyxy, matches, highlight=highlight, labels=label_list,
                  class_names=class_names)  # fmt: skip

@@ -93,22 +93,22 @@ def _anchor_shapes(cfg: SSDConfig) -> Tensor:
 
 def _draw_coverage_by_size(ax: Any, wh: Tensor, covered: Tensor, cfg: SSDConfig) -> None:
     """Stacked histogram of box sizes sqrt(w h), covered and not, with each level's two square sizes."""
-    from ..viz import _color
+    from ..viz import palette_color
 
     side = wh.detach().double().prod(dim=1).sqrt().cpu()  # [M]
     flags = covered.cpu()
     lo, hi = math.floor(float(side.min())), math.ceil(float(side.max()))
     width = max(1, math.ceil((hi - lo + 1) / 25))  # whole pixels per bin: integer box sizes fill bins evenly
     edges = torch.arange(lo, hi + width + 1, width, dtype=torch.float64).numpy()
-    ax.hist([side[flags].numpy(), side[~flags].numpy()], bins=edges, stacked=True, color=[_color(2), _color(3)],
-            label=["covered", "not covered"])  # fmt: skip
+    ax.hist([side[flags].numpy(), side[~flags].numpy()], bins=edges, stacked=True,
+            color=[palette_color(2), palette_color(3)], label=["covered", "not covered"])  # fmt: skip
     lines = [(k, size, style) for k in range(cfg.num_levels)
              for size, style in ((cfg.box_sizes[k], "--"), (math.sqrt(cfg.box_sizes[k] * cfg.box_sizes[k + 1]), ":"))]
     # a square just outside the sizes of the data (e.g. s_0 = 12.8 px under 13 px boxes) still tells its story
     lines = [(k, size, style) for k, size, style in lines if edges[0] / 1.25 <= size <= edges[-1] * 1.25]
     for k, size, style in lines:
-        ax.axvline(size, color=_color(4 + k), linestyle=style, linewidth=1.2)
-        ax.text(size, 1.0, f"L{k}", color=_color(4 + k), fontsize=7, ha="center", va="bottom",
+        ax.axvline(size, color=palette_color(4 + k), linestyle=style, linewidth=1.2)
+        ax.text(size, 1.0, f"L{k}", color=palette_color(4 + k), fontsize=7, ha="center", va="bottom",
                 transform=ax.get_xaxis_transform())  # fmt: skip
     sizes = [float(edges[0]), float(edges[-1])] + [size for _, size, _ in lines]
     ax.set_xlim(min(sizes) - width, max(sizes) + width)
@@ -138,7 +138,7 @@ def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0
     Introduced in: 08_your_own_dataset.ipynb
     """
     from ..analysis import anchor_coverage
-    from ..viz import _color, _new_figure, draw_box_shapes
+    from ..viz import draw_box_shapes, new_figure, palette_color
 
     edited = coverage_config(cfg, size_scale=size_scale, aspect_ratios=aspect_ratios)
     cov = anchor_coverage(boxes_xyxy, edited, iou_threshold)
@@ -151,11 +151,11 @@ def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0
     rows.append({"level": "all", "feature_map": None, "step": None, "box_size": None, "ratios": None,
                  "anchors": edited.num_anchors, "alone": cov["overall"], "best_share": cov["overall"]})  # fmt: skip
 
-    fig = _new_figure((15.0, 4.2))
+    fig = new_figure((15.0, 4.2))
     bars, by_size, scatter = fig.add_subplot(1, 3, 1), fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)
     levels = torch.arange(edited.num_levels, dtype=torch.float64).numpy()
-    bars.bar(levels - 0.2, cov["per_level"], width=0.4, color=_color(0), label="covered by this level alone")
-    bars.bar(levels + 0.2, cov["best_level_share"], width=0.4, color=_color(1),
+    bars.bar(levels - 0.2, cov["per_level"], width=0.4, color=palette_color(0), label="covered by this level alone")
+    bars.bar(levels + 0.2, cov["best_level_share"], width=0.4, color=palette_color(1),
              label="best anchor on this level (sums to overall)")  # fmt: skip
     bars.axhline(cov["overall"], color="black", linestyle="--", linewidth=1, label=f"overall {cov['overall']:.3f}")
     bars.set_xticks(levels, [f"{k}\n{fm}x{fm}" for k, fm in enumerate(edited.feature_map_sizes)])

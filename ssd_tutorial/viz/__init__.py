@@ -1,0 +1,56 @@
+"""Matplotlib pictures for the notebooks. Every function returns a Figure or Axes and never calls ``plt.show``.
+
+One module per topic; every public name is re-exported here, so ``from ssd_tutorial import viz; viz.X`` and
+``from ssd_tutorial.viz import X`` work for all of them:
+
+- ``images``: ``new_figure``, ``palette_color``, ``show_image``, ``draw_boxes``
+- ``anchors``: anchor counts, box sizes and shapes, level grids, ``pixel_anchor_counts`` and its heatmaps
+- ``matching``: ``draw_matches``, ``plot_anchor_values`` (05)
+- ``training``: ``plot_history`` (06)
+- ``evaluation``: ``plot_detections``, ``plot_pr_curves`` (07)
+- ``datasets``: ``draw_box_shapes``, ``plot_box_shapes`` (08)
+
+Introduced in: 01_constants.ipynb
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import Tensor
+
+from .anchors import (
+    draw_level_grid,
+    pixel_anchor_counts,
+    plot_anchor_counts,
+    plot_anchor_coverage,
+    plot_anchor_shapes,
+    plot_box_sizes,
+    plot_level_grids,
+)
+from .datasets import draw_box_shapes, plot_box_shapes
+from .evaluation import plot_detections, plot_pr_curves
+from .images import draw_boxes, new_figure, palette_color, show_image
+from .matching import draw_matches, plot_anchor_values
+from .training import plot_history
+
+__all__ = [
+    "new_figure", "palette_color", "show_image", "draw_boxes",
+    "plot_anchor_counts", "plot_box_sizes", "plot_anchor_shapes", "draw_level_grid", "pixel_anchor_counts",
+    "plot_level_grids", "plot_anchor_coverage",
+    "draw_matches", "plot_anchor_values",
+    "plot_history",
+    "plot_detections", "plot_pr_curves",
+    "draw_box_shapes", "plot_box_shapes",
+]  # fmt: skip
+
+
+def anchor_coverage(boxes_xyxy: Tensor, image_size: int | tuple[int, int]) -> Tensor:
+    """Deprecated name of :func:`pixel_anchor_counts` (kept until the notebooks use the new name).
+
+    Not to be confused with ``analysis.anchor_coverage`` (the fraction of boxes an anchor covers).
+    """
+    message = ("viz.anchor_coverage was renamed viz.pixel_anchor_counts (per-pixel anchor counts); "
+               "analysis.anchor_coverage is the share of boxes covered")  # fmt: skip
+    warnings.warn(message, DeprecationWarning, stacklevel=2)
+    return pixel_anchor_counts(boxes_xyxy, image_size)
