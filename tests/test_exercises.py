@@ -36,8 +36,8 @@ def test_registry_lists_notebook_01_exercises():
         torch.tensor(PER_LEVEL_512),
         torch.tensor(PER_LEVEL_512, dtype=torch.float32),
         np.array(PER_LEVEL_512),
-        lambda k: PER_LEVEL_512[k],
-        lambda k: torch.tensor(PER_LEVEL_512[k]),
+        lambda k, cfg: cfg.anchors_per_level[k],
+        lambda level, c: torch.tensor(c.feature_map_sizes[level] ** 2 * 2 * (1 + len(c.aspect_ratios[level]))),
     ],
 )
 def test_anchors_per_level_right(answer, capsys):
@@ -51,8 +51,9 @@ def test_anchors_per_level_wrong_value_names_first_mismatch(capsys):
     wrong[2] = 1537
     assert exercises.check("01_anchors_per_level", wrong) is False
     out = capsys.readouterr().out
-    assert "element [2]" in out and "1536" in out and "1537" in out
-    assert "hint(" in out
+    assert "element [2]" in out and "1537" in out and "off by one (too large)" in out
+    assert "1536" not in out  # the expected value is only in solution()
+    assert "hint(" in out and "solution(" in out
 
 
 def test_anchors_per_level_wrong_length(capsys):
@@ -77,22 +78,36 @@ def test_anchors_per_level_wrong_type_is_a_message(answer, needle, capsys):
 
 
 def test_anchors_per_level_callable_wrong_names_level(capsys):
-    def one_square(k):  # forgets the second square
-        fm = SSD512_VOC.feature_map_sizes[k]
-        return fm * fm * (1 + 2 * len(SSD512_VOC.aspect_ratios[k]))
+    def one_square(k, cfg):  # forgets the second square
+        fm = cfg.feature_map_sizes[k]
+        return fm * fm * (1 + 2 * len(cfg.aspect_ratios[k]))
 
     assert exercises.check("01_anchors_per_level", one_square) is False
     out = capsys.readouterr().out
-    assert "level=0" in out and "16384" in out and "12288" in out
+    assert "k=0, cfg=ssd512_voc" in out and "12288" in out and "too small" in out and "16384" not in out
+
+
+def test_anchors_per_level_function_that_ignores_cfg_fails_on_another_preset(capsys):
+    def only_512(k, cfg):  # reads the global preset, not its argument
+        return PER_LEVEL_512[k]
+
+    assert exercises.check("01_anchors_per_level", only_512) is False
+    out = capsys.readouterr().out
+    assert "cfg=ssd300_voc" in out and "does it use every argument" in out
+
+
+def test_anchors_per_level_one_argument_function_is_told_to_take_cfg(capsys):
+    assert exercises.check("01_anchors_per_level", lambda k: PER_LEVEL_512[k]) is False
+    assert "two arguments, (k, cfg)" in capsys.readouterr().out
 
 
 def test_learner_function_that_raises_is_reported_not_raised(capsys):
-    def broken(k):
+    def broken(k, cfg):
         return PER_LEVEL_512[:2][k]
 
     assert exercises.check("01_anchors_per_level", broken) is False
     out = capsys.readouterr().out
-    assert "level=2" in out and "IndexError" in out
+    assert "k=2" in out and "IndexError" in out
 
 
 @pytest.mark.parametrize("answer", [8732, 8732.0, torch.tensor(8732), np.int64(8732)])
@@ -101,7 +116,7 @@ def test_total_anchors_right(answer, capsys):
     assert "correct" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("answer, needle", [(8731, "8732"), (24564, "SSD512"), ("8732", "str"), ([8732], "list"),
+@pytest.mark.parametrize("answer, needle", [(8731, "off by one"), (24564, "SSD512"), ("8732", "str"), ([8732], "list"),
                                             (True, "bool")])
 def test_total_anchors_wrong(answer, needle, capsys):
     assert exercises.check("01_total_anchors", answer) is False
@@ -156,7 +171,13 @@ def test_register_rejects_duplicates_and_custom_exercise_works(capsys):
 
 def test_compare_helpers():
     assert exercises.compare_number(1.0, 1.0 + 1e-9) is None
-    assert "should be 1" in exercises.compare_number(1.0, 1.1)
+    assert "too large" in exercises.compare_number(1.0, 1.1) and "1.1" in exercises.compare_number(1.0, 1.1)
+    assert "factor of 2" in exercises.compare_number(3.0, 6.0) and "6" in exercises.compare_number(3.0, 6.0)
+    assert "wrong sign" in exercises.compare_number(2.0, -2.0)
+    assert "dropped" in exercises.compare_number(10, 9, mistakes={9: "dropped the last batch"})
+    assert "NaN" in exercises.compare_number(1.0, float("nan"))
+    for wrong in (0.0, 0.5, 2.0, 1.5, -1.0, 1e9):
+        assert "1.25" not in exercises.compare_number(1.25, wrong)  # never the expected value
     assert exercises.compare_sequence([1, 2], torch.tensor([1.0, 2.0])) is None
     assert "[1]" in exercises.compare_sequence([1, 2], [1, 3])
     assert "dict" in exercises.compare_sequence([1, 2], {"a": 1})

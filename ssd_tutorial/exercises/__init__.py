@@ -15,7 +15,7 @@ import functools
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,8 @@ __all__ = [
     "solution",
     "compare_number",
     "compare_sequence",
+    "compare_function",
+    "describe_miss",
 ]
 
 Checker = Callable[[Any], "str | None"]
@@ -115,7 +117,8 @@ def check(name: str, answer: Any) -> bool:
     if problem is None:
         print(f"✅ {name}: correct!")
         return True
-    print(f"❌ {name}: not yet. {problem}\n   (hint: ssd_tutorial.exercises.hint({name!r}))")
+    print(f"❌ {name}: not yet. {problem}\n"
+          f"   Stuck? exercises.hint({name!r}) gives a hint; exercises.solution({name!r}) shows the answer.")
     return False
 
 
@@ -176,23 +179,50 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
-def compare_number(expected: float, answer: Any, *, what: str = "the answer", rel_tol: float = 1e-6) -> str | None:
-    """``None`` if ``answer`` is a number equal to ``expected`` (relative tolerance), else a message.
+def describe_miss(expected: float, got: float, *, rel_tol: float = 1e-6) -> str:
+    """What kind of mistake ``got`` is, next to the right value ``expected``, **without** saying that value: too
+    large / too small, by a simple factor, off by one, the sign flipped. The value itself is only in ``solution()``.
+
+    Introduced in: 01_constants.ipynb
+    """
+    if math.isclose(got, -expected, rel_tol=rel_tol, abs_tol=rel_tol) and expected != 0:
+        return "has the right size but the wrong sign"
+    direction = "too large" if got > expected else "too small"
+    if expected != 0 and got != 0 and (got > 0) == (expected > 0):
+        ratio = got / expected if abs(got) > abs(expected) else expected / got
+        for factor in (2, 3, 4, 6, 8, 10, 16, 100):
+            if math.isclose(abs(ratio), factor, rel_tol=1e-3):
+                return f"is {direction} by a factor of {factor}"
+    if float(expected).is_integer() and float(got).is_integer() and abs(got - expected) == 1:
+        return f"is off by one ({direction})"
+    return f"is {direction}"
+
+
+def compare_number(expected: float, answer: Any, *, what: str = "the answer", rel_tol: float = 1e-6,
+                   mistakes: Mapping[float, str] | None = None) -> str | None:  # fmt: skip
+    """``None`` if ``answer`` is a number equal to ``expected`` (relative tolerance), else a message that names the
+    kind of mistake (see :func:`describe_miss`; ``mistakes`` maps known wrong values to what they mean) and never
+    the expected value.
 
     Introduced in: 01_constants.ipynb
     """
     got = _as_number(answer)
     if got is None:
         return f"{what} should be a number (int, float or 0-d tensor), got {_describe(answer)}: {answer!r}"
-    if not math.isclose(got, expected, rel_tol=rel_tol, abs_tol=rel_tol):
-        return f"{what} should be {expected:g}, got {got:g}"
-    return None
+    if math.isnan(got):
+        return f"{what} is NaN"
+    if math.isclose(got, expected, rel_tol=rel_tol, abs_tol=rel_tol):
+        return None
+    for value, meaning in (mistakes or {}).items():
+        if math.isclose(got, value, rel_tol=rel_tol, abs_tol=rel_tol):
+            return f"{what} ({got:g}) {meaning}"
+    return f"{what} ({got:g}) {describe_miss(expected, got, rel_tol=rel_tol)}"
 
 
 def compare_sequence(expected: Sequence[float], answer: Any, *, what: str = "the answer",
-                     rel_tol: float = 1e-6) -> str | None:  # fmt: skip
+                     rel_tol: float = 1e-6, item: str = "level") -> str | None:  # fmt: skip
     """``None`` if ``answer`` (list, tuple, 1-D tensor/array) equals ``expected`` element-wise, else a message
-    naming the expected length or the first mismatching element.
+    naming the expected length or the first wrong element and the kind of mistake (never the expected values).
 
     Introduced in: 01_constants.ipynb
     """
@@ -203,12 +233,53 @@ def compare_sequence(expected: Sequence[float], answer: Any, *, what: str = "the
         return f"{what} should be 1-D with {len(expected)} values, got {_describe(answer)}"
     values = answer.tolist() if hasattr(answer, "tolist") else list(answer)
     if len(values) != len(expected):
-        return f"{what} should have {len(expected)} values (one per level), got {len(values)}: {values}"
+        return f"{what} should have {len(expected)} values (one per {item}), got {len(values)}"
     for index, (want, got) in enumerate(zip(expected, values)):
         problem = compare_number(want, got, what=f"element [{index}]", rel_tol=rel_tol)
         if problem is not None:
-            return f"{what}: first mismatch at {problem}"
+            return f"{what}: {problem}"
     return None
+
+
+def compare_function(answer: Any, cases: Sequence[tuple[Mapping[str, Any], Any]], *, what: str = "your function",
+                     compare: Callable[[Any, Any, str], str | None] | None = None) -> str | None:  # fmt: skip
+    """Call ``answer(**kwargs)`` for every ``(kwargs, expected)`` of ``cases`` — every input the question covers
+    (other presets, other levels …) — and report the first input it gets wrong, by name. When it was right on an
+    earlier input, the message asks whether it ignores an argument (a function that reads a global instead of its
+    ``cfg`` argument is right for one preset only). ``compare(expected, got, what)`` defaults to
+    :func:`compare_number`.
+
+    Introduced in: 01_constants.ipynb
+    """
+    if not callable(answer):
+        return f"the answer should be a function, got {_describe(answer)}"
+    compare = compare or (lambda expected, got, label: compare_number(expected, got, what=label))
+    right_on: list[str] = []
+    for kwargs, expected in cases:
+        call = ", ".join(f"{key}={_short(value)}" for key, value in kwargs.items())
+        try:
+            got = answer(**kwargs)
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            return f"calling {what} with {call} raised {type(error).__name__}: {error}"
+        problem = compare(expected, got, f"{what} at {call}")
+        if problem is not None:
+            if right_on:
+                problem += (f" — it was right at {right_on[0]}: does it use every argument it is given "
+                            "(not a global such as cfg from an earlier cell)?")
+            return problem
+        right_on.append(call)
+    return None
+
+
+def _short(value: Any) -> str:
+    """A readable name for an argument in a message: a config by its name, small values as they are."""
+    name = getattr(value, "name", None)
+    if isinstance(name, str) and hasattr(value, "feature_map_sizes"):
+        return name
+    text = repr(value)
+    return text if len(text) <= 40 else _describe(value)
 
 
 def _load_notebook_exercises() -> None:

@@ -5,9 +5,10 @@ Introduced in: 01_constants.ipynb
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from . import _as_number, compare_number, compare_sequence, register
+from . import _as_number, compare_function, compare_number, compare_sequence, register
 
 
 def _anchors_per_level_512() -> tuple[int, ...]:
@@ -18,8 +19,8 @@ def _anchors_per_level_512() -> tuple[int, ...]:
 
 @register(
     "01_anchors_per_level",
-    question="How many anchors does each level of SSD512_VOC have? Give a function level -> count "
-    "(level 0 … 6) or the 7 counts as a list / tensor.",
+    question="How many anchors does level k of a config have? Give a function anchors_at_level(k, cfg) (checked on "
+    "every level of SSD512_VOC, SSD300_VOC and TINY_SHAPES) or SSD512_VOC's 7 counts as a list / tensor.",
     hint="A level with an f x f feature map has f*f locations, and every location has 2 + 2*len(ratios) anchors "
     "(two squares, then a lying and a standing rectangle per aspect ratio).",
     solution="""
@@ -32,18 +33,29 @@ def anchors_at_level(k, cfg=ssd_tutorial.SSD512_VOC):
 """,
 )
 def _check_anchors_per_level(answer: Any) -> str | None:
-    expected = _anchors_per_level_512()
-    if callable(answer):
-        for level, want in enumerate(expected):
-            try:
-                got = answer(level)
-            except Exception as error:
-                return f"calling your function with level={level} raised {type(error).__name__}: {error}"
-            problem = compare_number(want, got, what=f"your function at level={level}")
-            if problem is not None:
-                return problem
-        return None
-    return compare_sequence(expected, answer, what="the anchor counts per level")
+    from ..config import SSD300_VOC, SSD512_VOC, TINY_SHAPES
+
+    if not callable(answer):
+        return compare_sequence(_anchors_per_level_512(), answer, what="the anchor counts per level")
+    # every level of every preset: a function that ignores its cfg argument is right for SSD512 only
+    cases = [({"k": level, "cfg": cfg}, cfg.anchors_per_level[level])
+             for cfg in (SSD512_VOC, SSD300_VOC, TINY_SHAPES) for level in range(cfg.num_levels)]  # fmt: skip
+    return compare_function(_positional(answer), cases, what="anchors_at_level")
+
+
+def _positional(answer: Any) -> Any:
+    """Call a learner's ``f(k, cfg)`` whatever its parameters are named."""
+    try:
+        inspect.signature(answer).bind(0, None)
+    except TypeError:
+        return _takes_two
+    except ValueError:  # no signature (a builtin): just try it
+        pass
+    return lambda k, cfg: answer(k, cfg)
+
+
+def _takes_two(k: int, cfg: Any) -> None:
+    raise TypeError("anchors_at_level should take two arguments, (k, cfg), so it works for any config")
 
 
 @register(
