@@ -1,9 +1,11 @@
-"""Write the tiny PASCAL VOC and COCO fixtures in data/fixtures/ from ShapesDataset (deterministic).
+"""Write the tiny VOC-layout and COCO-layout fixtures in data/fixtures/ from ShapesDataset (deterministic).
+
+They are generated shapes, not VOC or COCO photographs (see data/fixtures/README.md).
 
     python scripts/make_fixtures.py [--out data/fixtures]
 
 VOC (data/fixtures/voc/VOCdevkit/VOC2012/): 4 images of 160 x 120 px, train.txt (3 ids) and val.txt (1 id).
-Shapes are named after VOC classes (circle -> bottle, square -> cow, triangle -> person, i.e. label * 5),
+The shapes are only renamed after VOC classes (circle -> bottle, square -> cow, triangle -> person, i.e. label * 5),
 the first object of the second image is marked difficult, and the first box of the third image is written
 9 px wider than the image (the loader must clip it).
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,21 +98,38 @@ class SSDConfig:
             put(name, _tuple(getattr(self, name), name))
         ratios = _tuple(self.aspect_ratios, "aspect_ratios")
         put("aspect_ratios", tuple(_tuple(r, f"aspect_ratios[{k}]") for k, r in enumerate(ratios)))
+        # Types first (TypeError naming the field), numpy scalars become plain Python numbers.
+        _text(self.name, "name")
+        _text(self.backbone, "backbone")
+        for k, class_name in enumerate(self.class_names):
+            _text(class_name, f"class_names[{k}]")
+        for name in _INT_FIELDS:
+            put(name, _int(getattr(self, name), name))
+        for name in _FLOAT_FIELDS:
+            put(name, _number(getattr(self, name), name))
+        for name in ("feature_map_sizes", "in_channels"):
+            put(name, tuple(_int(v, f"{name}[{k}]") for k, v in enumerate(getattr(self, name))))
+        for name in ("steps", "box_sizes", "variances", "mean", "std"):
+            put(name, tuple(_number(v, f"{name}[{k}]") for k, v in enumerate(getattr(self, name))))
+        put("aspect_ratios", tuple(tuple(_number(r, f"aspect_ratios[{k}][{j}]") for j, r in enumerate(ratios))
+                                   for k, ratios in enumerate(self.aspect_ratios)))  # fmt: skip
         self._validate()
 
     def _validate(self) -> None:
         def fail(field_name: str, expected: str, got: Any) -> None:
             raise ValueError(f"SSDConfig.{field_name}: expected {expected}, got {got!r}")
 
-        if not isinstance(self.name, str) or not self.name:
+        if not self.name:
             fail("name", "a non-empty string", self.name)
-        if not _is_int(self.image_size) or self.image_size < 1:
+        if self.image_size < 1:
             fail("image_size", "a positive int", self.image_size)
-        if not _is_int(self.num_classes) or self.num_classes < 2:
+        if self.num_classes < 2:
             fail("num_classes", "an int >= 2 (background + at least one object class)", self.num_classes)
         if len(self.class_names) != self.num_classes:
             fail("class_names", f"{self.num_classes} names (num_classes, background first)",
                  f"{len(self.class_names)} names {self.class_names}")  # fmt: skip
+        if len(set(self.class_names)) != len(self.class_names):
+            fail("class_names", "unique names (label k is class_names[k])", self.class_names)
         levels = len(self.feature_map_sizes)
         if levels < 1:
             fail("feature_map_sizes", "at least one level", self.feature_map_sizes)
@@ -122,10 +141,10 @@ class SSDConfig:
             fail("box_sizes", f"{levels + 1} values (feature maps + 1)",
                  f"{len(self.box_sizes)} values {self.box_sizes}")  # fmt: skip
         for k, fm in enumerate(self.feature_map_sizes):
-            if not _is_int(fm) or fm < 1:
+            if fm < 1:
                 fail(f"feature_map_sizes[{k}]", "a positive int", fm)
         for k, ch in enumerate(self.in_channels):
-            if not _is_int(ch) or ch < 1:
+            if ch < 1:
                 fail(f"in_channels[{k}]", "a positive int", ch)
         if not all(_is_finite_positive(s) for s in self.box_sizes):
             fail("box_sizes", "finite positive sizes in pixels", self.box_sizes)
@@ -147,25 +166,33 @@ class SSDConfig:
         if self.backbone not in BACKBONES:
             fail("backbone", f"one of {BACKBONES}", self.backbone)
         if len(self.variances) != 2 or not all(_is_finite_positive(v) for v in self.variances):
-            fail("variances", "two positive numbers (center, size)", self.variances)
+            fail("variances", "two finite positive numbers (center, size)", self.variances)
+        self._validate_thresholds(fail)
+
+    def _validate_thresholds(self, fail: Callable[[str, str, Any], None]) -> None:
+        # `not lo <= x <= hi` is also True for NaN, so NaN is refused by every range check below.
         if not 0.0 < self.iou_threshold <= 1.0:
             fail("iou_threshold", "a number in (0, 1]", self.iou_threshold)
-        if not _is_finite_positive(self.neg_pos_ratio):
-            fail("neg_pos_ratio", "a positive number", self.neg_pos_ratio)
+        if not (math.isfinite(self.neg_pos_ratio) and self.neg_pos_ratio >= 0):
+            fail("neg_pos_ratio", "a finite number >= 0 (negatives kept per positive)", self.neg_pos_ratio)
         if not 0.0 <= self.score_threshold < 1.0:
             fail("score_threshold", "a number in [0, 1)", self.score_threshold)
         if not 0.0 < self.nms_threshold <= 1.0:
             fail("nms_threshold", "a number in (0, 1]", self.nms_threshold)
         for name in ("pre_nms_top_k", "max_detections"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if value < 1:
                 fail(name, "a positive int", value)
         for name in ("mean", "std"):
             value = getattr(self, name)
             if len(value) != 3:
                 fail(name, "3 values (R, G, B)", value)
-        if not all(_is_finite_positive(s) for s in self.std):
-            fail("std", "positive values", self.std)
+        if not all(0.0 <= m <= 1.0 for m in self.mean):
+            fail("mean", "3 values in [0, 1] (images are in [0, 1]: divide 0-255 means by 255)", self.mean)
+        if not all(MIN_STD <= s <= 1.0 for s in self.std):
+            fail("std", f"3 values in [{MIN_STD:g}, 1] (the model divides images by std: a smaller std blows "
+                 "the normalized pixels up until the losses overflow to inf/NaN; divide 0-255 stds by 255)",
+                 self.std)  # fmt: skip
 
     @property
     def num_levels(self) -> int:
@@ -207,6 +234,34 @@ class SSDConfig:
         if unknown:
             raise ValueError(f"SSDConfig.from_dict: unknown fields {unknown}; expected a subset of {sorted(names)}")
         return cls(**data)
+
+
+_INT_FIELDS = ("image_size", "num_classes", "pre_nms_top_k", "max_detections")
+_FLOAT_FIELDS = ("iou_threshold", "neg_pos_ratio", "score_threshold", "nms_threshold")
+MIN_STD = 1e-3  # smallest normalization std accepted (pixels / std must stay far from float overflow)
+
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _text(value: Any, name: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"SSDConfig.{name} must be a str, got {_kind(value)}")
+
+
+def _int(value: Any, name: str) -> int:
+    """``value`` as a plain int; TypeError naming the field for bools, floats, strings …"""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"SSDConfig.{name} must be an int, got {_kind(value)}")
+
+
+def _number(value: Any, name: str) -> int | float:
+    """``value`` as a plain int or float; TypeError naming the field for bools, strings, None, tensors …"""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"SSDConfig.{name} must be a number, got {_kind(value)}")
+    return value if type(value) in (int, float) else float(value)
 
 
 def _is_int(value: Any) -> bool:

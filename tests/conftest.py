@@ -58,3 +58,28 @@ def read_all() -> Callable[[Any], list]:
             return [ds[i] for i in range(len(ds))]
 
     return read
+
+
+OWN_CLASSES = {"bottle": "mug", "cow": "cat", "person": "teapot"}  # VOC fixture name -> own class name
+OWN_COCO_NAMES = {"circle": "mug", "square": "cat", "triangle": "teapot"}  # COCO fixture name -> own class name
+
+
+@pytest.fixture
+def own_classes(fixture_copy: Callable[[str], Path]) -> dict[str, Path]:
+    """Copies of both fixtures whose objects are named "mug", "cat", "teapot" (not all PASCAL VOC classes), as a
+    labelImg / CVAT export of your own data would be: ``{"voc": root with VOCdevkit/, "coco_images": ...,
+    "coco_annotations": ...}``. The shapes are the same; only the names change (OWN_CLASSES, OWN_COCO_NAMES)."""
+    import json
+
+    voc = fixture_copy("voc")
+    for xml in (voc / "VOCdevkit" / "VOC2012" / "Annotations").glob("*.xml"):
+        text = xml.read_text()
+        for old, new in OWN_CLASSES.items():
+            text = text.replace(f"<name>{old}</name>", f"<name>{new}</name>")
+        xml.write_text(text)
+    coco = fixture_copy("coco")
+    data = json.loads((coco / "annotations.json").read_text())
+    for category in data["categories"]:
+        category["name"] = OWN_COCO_NAMES[category["name"]]
+    (coco / "annotations.json").write_text(json.dumps(data))
+    return {"voc": voc, "coco_images": coco / "images", "coco_annotations": coco / "annotations.json"}

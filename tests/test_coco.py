@@ -159,3 +159,59 @@ def test_fixtures_are_reproducible(fresh_fixtures):
         a = np.asarray(Image.open(IMAGES / name), dtype=np.int16)
         b = np.asarray(Image.open(fresh / "images" / name), dtype=np.int16)
         assert np.abs(a - b).max() <= 2, name  # JPEG encoders may differ by a rounding
+
+
+def test_own_class_names_come_from_categories(own_classes, samples, read_all):
+    ds = coco_dataset(own_classes["coco_images"], own_classes["coco_annotations"])
+    # Categories sorted by id: 3 (circle -> "mug"), 7 (square -> "cat"), 11 (triangle -> "teapot").
+    assert ds.class_names == ("__background__", "mug", "cat", "teapot")
+    assert ds.label_to_category_id == {1: 3, 2: 7, 3: 11}
+    for _, target in read_all(ds):
+        s = samples[target["image_id"]]
+        n = len(s["boxes"])
+        assert [ds.class_names[k] for k in target["labels"][:n]] == [("mug", "cat", "teapot")[int(k) - 1]
+                                                                      for k in s["labels"]]  # fmt: skip
+
+
+def _write(annotations: Path, data: dict) -> Path:
+    annotations.write_text(json.dumps(data))
+    return annotations
+
+
+def test_bad_annotation_content_names_the_file_and_the_id(coco_copy):
+    images, annotations = coco_copy
+    original = json.loads(annotations.read_text())
+    for key in ("images", "categories", "annotations"):
+        data = {k: v for k, v in original.items() if k != key}
+        with pytest.raises(ValueError, match=rf"annotations\.json is not a COCO detection file: missing key\(s\) "
+                                             rf"\['{key}'\]"):  # fmt: skip
+            coco_dataset(images, _write(annotations, data))
+    with pytest.raises(ValueError, match=r"annotations\.json: a COCO file holds a JSON object, got a JSON list"):
+        coco_dataset(images, _write(annotations, [original]))
+    cases = [
+        (lambda d: d["annotations"][2].update(bbox=[94.0, 79.0, 86.0]), r"annotation id 3: 'bbox' must be 4 finite"),
+        (lambda d: d["annotations"][0].update(bbox=[1, 2, "3", 4]), r"annotation id 1: 'bbox' must be 4 finite"),
+        (lambda d: d["annotations"][0].update(bbox=[1, 2, float("nan"), 4]), r"annotation id 1: 'bbox' must be 4"),
+        (lambda d: d["annotations"][1].update(bbox=[9, 17, -22, 21]), r"annotation id 2: .*negative size"),
+        (lambda d: d["annotations"][1].update(image_id=999), r"annotation id 2: 'image_id' 999 is not in 'images'"),
+        (lambda d: d["annotations"][1].pop("bbox"), r"annotations\[1\] needs the key\(s\) \['bbox'\]"),
+        (lambda d: d["images"][0].pop("file_name"), r"images\[0\] needs the key\(s\) \['file_name'\]"),
+        (lambda d: d["categories"][0].update(id="7"), r"categories\[0\] 'id' must be an int, got '7'"),
+        (lambda d: d["categories"].append({"id": 3, "name": "again"}), r"'categories' repeats the id\(s\) \[3\]"),
+        (lambda d: d.update(categories=[]), r"'categories' is empty"),
+        (lambda d: d.update(images=[], annotations=[]), r"'images' is empty"),
+        (lambda d: d.update(annotations={}), r"'annotations' must be a list, got dict"),
+    ]
+    for change, message in cases:
+        data = json.loads(json.dumps(original))
+        change(data)
+        with pytest.raises(ValueError, match=r"annotations\.json.*" + message):
+            coco_dataset(images, _write(annotations, data))
+
+
+def test_download_hint_names_the_official_files(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        coco_dataset(IMAGES, tmp_path / "missing.json")
+    for url in ("http://images.cocodataset.org/zips/val2017.zip",
+                "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"):  # fmt: skip
+        assert url in str(info.value)

@@ -110,9 +110,24 @@ def test_get_config_unknown_name_lists_valid_names():
         ({"iou_threshold": 0.0}, "iou_threshold"),
         ({"nms_threshold": 1.5}, "nms_threshold"),
         ({"score_threshold": 1.0}, "score_threshold"),
-        ({"neg_pos_ratio": 0}, "neg_pos_ratio"),
+        ({"neg_pos_ratio": -1}, "neg_pos_ratio"),
+        ({"neg_pos_ratio": float("nan")}, "neg_pos_ratio"),
+        ({"neg_pos_ratio": float("inf")}, "neg_pos_ratio"),
+        ({"iou_threshold": float("nan")}, "iou_threshold"),
+        ({"nms_threshold": float("nan")}, "nms_threshold"),
+        ({"score_threshold": float("nan")}, "score_threshold"),
+        ({"score_threshold": -0.1}, "score_threshold"),
+        ({"mean": (0.5, float("nan"), 0.5)}, "mean"),
+        ({"mean": (123.675, 116.28, 103.53)}, "mean"),  # 0-255 means on [0, 1] images
+        ({"std": (0.2, 1e-45, 0.2)}, "std"),  # every normalized pixel would overflow
+        ({"std": (58.395, 57.12, 57.375)}, "std"),
+        ({"std": (0.2, float("inf"), 0.2)}, "std"),
+        ({"variances": (0.1, float("nan"))}, "variances"),
+        ({"steps": (8, 16, 32, 64, 100, float("nan"))}, r"steps\[5\]"),
+        ({"box_sizes": (30.0, 60.0, 111.0, 162.0, 213.0, 264.0, float("inf"))}, "box_sizes"),
+        ({"aspect_ratios": ((2,), (2, float("nan")), (2, 3), (2, 3), (2,), (2,))}, r"aspect_ratios\[1\]"),
+        ({"class_names": ("__background__", *VOC_CLASSES[1:-1], "cat")}, "class_names"),
         ({"pre_nms_top_k": 0}, "pre_nms_top_k"),
-        ({"max_detections": 2.5}, "max_detections"),
         ({"mean": (0.5, 0.5)}, "mean"),
         ({"std": (0.2, 0.0, 0.2)}, "std"),
         ({"name": ""}, "name"),
@@ -128,6 +143,44 @@ def test_non_sequence_field_is_a_type_error():
         SSD300_VOC.replace(steps=8)
     with pytest.raises(TypeError, match=r"SSDConfig\.class_names must be a sequence, got str"):
         SSD300_VOC.replace(class_names="abc")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"iou_threshold": "0.5"}, r"SSDConfig\.iou_threshold must be a number, got str '0\.5'"),
+        ({"iou_threshold": True}, r"SSDConfig\.iou_threshold must be a number, got bool True"),
+        ({"neg_pos_ratio": None}, r"SSDConfig\.neg_pos_ratio must be a number, got NoneType None"),
+        ({"mean": (0.5, "0.5", 0.5)}, r"SSDConfig\.mean\[1\] must be a number, got str '0\.5'"),
+        ({"std": (0.2, 0.2, False)}, r"SSDConfig\.std\[2\] must be a number, got bool False"),
+        ({"variances": (0.1, "0.2")}, r"SSDConfig\.variances\[1\] must be a number"),
+        ({"steps": (8, 16, 32, 64, 100, "300")}, r"SSDConfig\.steps\[5\] must be a number"),
+        ({"aspect_ratios": ((2,), (2, "3"), (2, 3), (2, 3), (2,), (2,))}, r"aspect_ratios\[1\]\[1\] must be"),
+        ({"max_detections": 2.5}, r"SSDConfig\.max_detections must be an int, got float 2\.5"),
+        ({"pre_nms_top_k": True}, r"SSDConfig\.pre_nms_top_k must be an int, got bool True"),
+        ({"image_size": 300.0}, r"SSDConfig\.image_size must be an int, got float 300\.0"),
+        ({"num_classes": "21"}, r"SSDConfig\.num_classes must be an int, got str '21'"),
+        ({"feature_map_sizes": (38, 19, 10, 5, 3, 1.0)}, r"SSDConfig\.feature_map_sizes\[5\] must be an int"),
+        ({"in_channels": (512, 1024, 512, 256, 256, None)}, r"SSDConfig\.in_channels\[5\] must be an int"),
+        ({"name": 300}, r"SSDConfig\.name must be a str, got int 300"),
+        ({"backbone": None}, r"SSDConfig\.backbone must be a str, got NoneType None"),
+        ({"class_names": ("__background__", *VOC_CLASSES[1:-1], 7)}, r"SSDConfig\.class_names\[20\] must be a str"),
+    ],
+)
+def test_wrong_type_is_a_type_error_naming_the_field(changes, message):
+    with pytest.raises(TypeError, match=message):
+        SSD300_VOC.replace(**changes)
+
+
+def test_edge_values_that_are_valid():
+    assert SSD300_VOC.replace(neg_pos_ratio=0).neg_pos_ratio == 0  # no hard negatives: positives only
+    assert SSD300_VOC.replace(neg_pos_ratio=2.5).neg_pos_ratio == 2.5
+    assert SSD300_VOC.replace(std=(1e-3, 1.0, 0.5), mean=(0.0, 1.0, 0.5)).std == (1e-3, 1.0, 0.5)
+    assert SSD300_VOC.replace(iou_threshold=1.0, nms_threshold=1.0, score_threshold=0.0).iou_threshold == 1.0
+    np = pytest.importorskip("numpy")
+    cfg = SSD300_VOC.replace(iou_threshold=np.float32(0.5), image_size=np.int64(300))
+    assert type(cfg.iou_threshold) is float and type(cfg.image_size) is int  # plain Python: JSON-safe
+    assert json.loads(json.dumps(cfg.to_dict())) == cfg.to_dict()
 
 
 def test_fractional_steps_are_allowed():

@@ -143,7 +143,9 @@ def test_annotation_edge_cases(voc_copy):
     start, end = text.index("<object>"), text.rindex("</object>") + len("</object>")
     xml.write_text(text[:start] + text[end:])  # an image without objects
     (voc / "Annotations" / "2012_000002.xml").write_text("<annotation><object>")  # broken XML
-    ds = voc_dataset(root)
+    with pytest.raises(ValueError, match=r"could not parse .*2012_000002\.xml"):
+        voc_dataset(root)  # class_names=None reads every XML of the split at once
+    ds = voc_dataset(root, class_names=VOC_CLASSES)  # given names: each file is read when its item is
     _, target = ds[0]
     assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,) and target["difficult"].shape == (0,)
     with pytest.raises(ValueError, match=r"2012_000002\.xml"):
@@ -179,3 +181,108 @@ def test_fixtures_are_reproducible(fresh_fixtures):
             assert np.abs(a - b).max() <= 2, name  # JPEG encoders may differ by a rounding
         else:
             assert (committed / name).read_text() == (fresh / name).read_text(), name
+
+
+def test_class_names_of_a_voc_folder_are_the_20_voc_classes():
+    # The fixture only uses bottle, cow, person: all VOC classes, so labels keep their usual VOC ids.
+    ds = voc_dataset(VOC_ROOT, "val")
+    assert ds.class_names == VOC_CLASSES and len(VOC_CLASSES) == 21 and VOC_CLASSES[0] == "__background__"
+    assert voc_dataset(VOC_ROOT, "val", class_names=list(VOC_CLASSES)).class_names == VOC_CLASSES
+
+
+def test_own_class_names_are_read_from_the_xml_files(own_classes, samples, read_all):
+    from conftest import OWN_CLASSES
+
+    ds = voc_dataset(own_classes["voc"], "train")
+    assert ds.class_names == ("__background__", "cat", "mug", "teapot")  # sorted, background first
+    shape_to_own = {k: ds.class_names.index(OWN_CLASSES[VOC_CLASSES[5 * k]]) for k in (1, 2, 3)}
+    assert shape_to_own == {1: 2, 2: 1, 3: 3}  # circle=bottle->mug, square=cow->cat, triangle=person->teapot
+    for path, (_, target) in zip(ds.images, read_all(ds)):
+        s = samples[Path(path).stem]
+        assert target["labels"].tolist() == [shape_to_own[int(k)] for k in s["labels"]]
+        assert [ds.class_names[k] for k in target["labels"]] == [OWN_CLASSES[VOC_CLASSES[int(k)]]
+                                                                  for k in s["voc_labels"]]  # fmt: skip
+    # The val split has its own objects only; passing the train names keeps the labels the same.
+    val = voc_dataset(own_classes["voc"], "val", class_names=ds.class_names)
+    assert val.class_names == ds.class_names
+    s = samples["2012_000004"]
+    assert val[0][1]["labels"].tolist() == [shape_to_own[int(k)] for k in s["labels"]]
+    # A config made from the dataset fits it.
+    cfg = TINY_SHAPES.replace(num_classes=len(ds.class_names), class_names=ds.class_names)
+    assert cfg.class_names[1:] == ("cat", "mug", "teapot")
+
+
+def test_given_class_names_are_used_as_given(own_classes):
+    names = ("__background__", "teapot", "mug", "cat")
+    ds = voc_dataset(own_classes["voc"], "val", class_names=names)
+    assert ds.class_names == names
+    labels = ds[0][1]["labels"].tolist()
+    assert {names[k] for k in labels} <= {"teapot", "mug", "cat"} and labels
+    with pytest.raises(ValueError, match=r"2012_000004\.xml: object class '(cat|mug|teapot)' is not in class_names"):
+        voc_dataset(own_classes["voc"], "val", class_names=("__background__", "dragon"))[0]
+    with pytest.raises(ValueError, match=r"2012_000001\.xml: object class 'person' is the background"):
+        voc_dataset(VOC_ROOT, "train", class_names=("person", "cow", "bottle"))[0]
+    with pytest.raises(TypeError, match="class_names must be a sequence"):
+        voc_dataset(VOC_ROOT, class_names="cat,mug")
+    with pytest.raises(ValueError, match="class_names must be unique"):
+        voc_dataset(VOC_ROOT, class_names=("__background__", "cat", "cat"))
+    with pytest.raises(ValueError, match="at least one class"):
+        voc_dataset(VOC_ROOT, class_names=("__background__",))
+    with pytest.raises(TypeError, match="class_names must all be str"):
+        voc_dataset(VOC_ROOT, class_names=("__background__", 1))
+
+
+def _replace_in(xml: Path, old: str, new: str) -> None:
+    text = xml.read_text()
+    if old not in text:
+        raise ValueError(f"{old!r} not in {xml}")
+    xml.write_text(text.replace(old, new, 1))
+
+
+def test_bad_xml_content_names_the_file(voc_copy):
+    root, voc = voc_copy
+    xml = voc / "Annotations" / "2012_000004.xml"
+    original = xml.read_text()
+    start, end = original.index("<bndbox>"), original.index("</bndbox>") + len("</bndbox>")
+    xml.write_text(original[:start] + original[end:])
+    with pytest.raises(ValueError, match=r"2012_000004\.xml: object 0 \('\w+'\) has no <bndbox>"):
+        voc_dataset(root, "val")
+    with pytest.raises(ValueError, match=r"2012_000004\.xml: object 0 .*has no <bndbox>"):
+        voc_dataset(root, "val", class_names=VOC_CLASSES)[0]  # the same check when the item is read
+    xmin = original[original.index("<xmin>") : original.index("</xmin>") + len("</xmin>")]
+    cases = (
+        ("", r"<bndbox> has no <xmin>"),
+        ("<xmin>four</xmin>", r"<xmin> must be a number, got 'four'"),
+        ("<xmin>nan</xmin>", r"<xmin> must be finite, got 'nan'"),
+        ("<xmin>900</xmin>", r"inverted box, xmin=900"),
+    )
+    for bad, message in cases:
+        xml.write_text(original.replace(xmin, bad, 1))
+        with pytest.raises(ValueError, match=r"2012_000004\.xml: object 0 .*" + message):
+            voc_dataset(root, "val")
+    xml.write_text(original.replace("<difficult>0</difficult>", "<difficult>maybe</difficult>", 1))
+    with pytest.raises(ValueError, match=r"2012_000004\.xml: object 0 .*<difficult> must be 0 or 1, got 'maybe'"):
+        voc_dataset(root, "val")
+    name = original[original.index("<name>") : original.index("</name>") + len("</name>")]
+    xml.write_text(original.replace(name, "<name> </name>", 1))
+    with pytest.raises(ValueError, match=r"2012_000004\.xml: object 0 has no <name>"):
+        voc_dataset(root, "val")
+
+
+def test_empty_or_missing_split(voc_copy):
+    root, voc = voc_copy
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("\n  \n")
+    with pytest.raises(ValueError, match=r"split 'val' of .* lists no images .*val\.txt is empty"):
+        voc_dataset(root, "val")
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("\n2012_000004\n\n")  # blank lines are skipped
+    assert len(voc_dataset(root, "val")) == 1
+    (voc / "ImageSets" / "Main" / "train.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"ImageSets[/\\]Main[/\\]train\.txt, which does not exist"):
+        voc_dataset(root, "train")
+
+
+def test_missing_folder_without_download_says_how_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"download=True"):
+        voc_dataset(tmp_path / "nowhere", download=False)
+    with pytest.raises(FileNotFoundError, match=r"VOCdevkit[/\\]VOC2007.*download=True"):
+        voc_dataset(tmp_path, "test", year="2007")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,13 +27,74 @@ from torchvision.transforms.v2 import functional as F
 from ._common import check_index, clip_to_image
 from .transforms import to_plain, to_tv_tensors
 
-__all__ = ["coco_dataset", "COCODataset"]
+__all__ = ["coco_dataset", "COCODataset", "check_coco_dict"]
 
+_COCO_URLS = (
+    "http://images.cocodataset.org/zips/train2017.zip",  # 118k training images, 18 GB
+    "http://images.cocodataset.org/zips/val2017.zip",  # 5k validation images, 1 GB
+    "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",  # instances_{train,val}2017.json
+)
 _DOWNLOAD_HINT = (
-    "For COCO itself, download e.g. val2017.zip and annotations_trainval2017.zip from "
-    "https://cocodataset.org/#download and pass images_dir='.../val2017', "
+    f"For COCO 2017 itself (nothing is downloaded for you), fetch {_COCO_URLS[1]} (or {_COCO_URLS[0]}) and "
+    f"{_COCO_URLS[2]}, unzip them and pass images_dir='.../val2017', "
     "annotation_file='.../annotations/instances_val2017.json'."
 )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_entries(dataset: dict, key: str, source: Path, needed: tuple[str, ...]) -> list[dict]:
+    entries = dataset[key]
+    if not isinstance(entries, list):
+        raise ValueError(f"{source}: {key!r} must be a list, got {type(entries).__name__}")
+    for k, entry in enumerate(entries):
+        missing = [n for n in needed if not isinstance(entry, dict) or n not in entry]
+        if missing:
+            raise ValueError(f"{source}: {key}[{k}] needs the key(s) {missing}, got {entry!r:.120}")
+        if not _is_int(entry["id"]):
+            raise ValueError(f"{source}: {key}[{k}] 'id' must be an int, got {entry['id']!r}")
+    ids = [e["id"] for e in entries]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{source}: {key!r} repeats the id(s) {sorted({i for i in ids if ids.count(i) > 1})[:10]}")
+    return entries
+
+
+def check_coco_dict(dataset: Any, source: Path) -> None:
+    """ValueError naming ``source`` and the key, entry or annotation id that a COCO detection file gets wrong."""
+    if not isinstance(dataset, dict):
+        raise ValueError(f"{source}: a COCO file holds a JSON object, got a JSON {type(dataset).__name__}")
+    missing = [key for key in ("images", "annotations", "categories") if key not in dataset]
+    if missing:
+        raise ValueError(f"{source} is not a COCO detection file: missing key(s) {missing} "
+                         f"(need 'images', 'annotations', 'categories'; found {sorted(dataset)[:10]})")  # fmt: skip
+    images = _check_entries(dataset, "images", source, ("id", "file_name"))
+    categories = _check_entries(dataset, "categories", source, ("id",))
+    annotations = _check_entries(dataset, "annotations", source, ("id", "image_id", "category_id", "bbox"))
+    if not images:
+        raise ValueError(f"{source}: 'images' is empty, so the dataset would have no items")
+    if not categories:
+        raise ValueError(f"{source}: 'categories' is empty; list the object classes as {{'id': int, 'name': str}}")
+    image_ids, category_ids, unknown = {i["id"] for i in images}, {c["id"] for c in categories}, set()
+    for ann in annotations:
+        where = f"{source}: annotation id {ann['id']}"
+        bbox = ann["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, width, height], got {bbox!r:.120}")
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise ValueError(f"{where}: 'bbox' [x, y, width, height] has a negative size, got {bbox}")
+        if ann["image_id"] not in image_ids:
+            raise ValueError(f"{where}: 'image_id' {ann['image_id']!r} is not in 'images'")
+        if ann["category_id"] not in category_ids:
+            unknown.add(ann["category_id"])
+    if unknown:
+        raise ValueError(f"{source}: annotations use category ids {sorted(unknown, key=str)} missing from "
+                         f"'categories' {sorted(category_ids)}")  # fmt: skip
 
 
 class COCODataset(Dataset):
@@ -55,9 +117,11 @@ class COCODataset(Dataset):
                 base = CocoDetection(str(self.images_dir), str(self.annotation_file))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"could not parse COCO annotation file {self.annotation_file}: {err}") from err
-        except (KeyError, TypeError, AssertionError) as err:
+        except (KeyError, TypeError, AssertionError) as err:  # pycocotools indexes the file blindly
+            check_coco_dict(json.loads(self.annotation_file.read_text()), self.annotation_file)
             raise ValueError(f"{self.annotation_file} is not a COCO detection file (need 'images', 'annotations', "
                              f"'categories'): {err!r}") from err  # fmt: skip
+        check_coco_dict(base.coco.dataset, self.annotation_file)
         self.coco = base.coco
         self.ids: list[int] = base.ids
         categories = sorted(self.coco.cats.values(), key=lambda c: c["id"])
@@ -133,8 +197,14 @@ def coco_dataset(images_dir: str | os.PathLike, annotation_file: str | os.PathLi
         transforms: optional ``(image, target) -> (image, target)`` v2-style callable; see :func:`voc_dataset`.
         keep_difficult: False drops crowd boxes (common for training).
 
+    Nothing is downloaded. For COCO 2017 fetch and unzip http://images.cocodataset.org/zips/val2017.zip
+    (or .../zips/train2017.zip) and http://images.cocodataset.org/annotations/annotations_trainval2017.zip,
+    then pass ``images_dir=".../val2017"``, ``annotation_file=".../annotations/instances_val2017.json"``.
+
     Raises:
         FileNotFoundError: a missing folder or file, named, with how to get COCO.
+        ValueError: a file that is not COCO detection json: a missing key, a bbox that is not 4 numbers,
+            an unknown image or category id (names the file and the key or annotation id).
 
     Introduced in: 08_your_own_dataset.ipynb
     """
