@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # Jupyter refuses to run as root (containers, CI) unless told; harmless otherwise.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test lint format student notebook sync bench bench-quick bench-gpu checkpoint clean-build
+.PHONY: setup lab test lint format student notebook sync book bench bench-quick bench-gpu checkpoint clean-build
 
 setup:
 	@bash scripts/setup_env.sh
@@ -31,6 +31,11 @@ notebook: setup
 
 sync: setup
 	$(PY) scripts/notebooks.py sync
+
+# The book: the committed notebooks (never re-executed) as a static site, with an API reference, in build/book/html.
+# Sphinx + myst-nb + sphinx-book-theme (maintainer install) and npm (ipywidgets' HTML manager, MathJax) build it.
+book: setup
+	$(PY) scripts/build_book.py
 
 # Student copies of the notebooks: solutions replaced by NotImplementedError("Exercise: ..."), in build/student/.
 student: setup
