@@ -20,16 +20,26 @@ def _check_last_dim(boxes: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be [..., 4], got {list(boxes.shape)}")
 
 
+def _check_finite(boxes: Tensor, name: str) -> None:
+    if boxes.device.type == "meta" or not boxes.is_floating_point():
+        return
+    finite = torch.isfinite(boxes).all(dim=-1)  # [...]
+    if not bool(finite.all()):
+        raise ValueError(f"{name} must be finite, got {_first_bad_row(~finite, boxes)}")
+
+
 def cxcywh_to_xyxy(boxes_cxcywh: Tensor) -> Tensor:
-    """(cx, cy, w, h) -> (x1, y1, x2, y2); any leading dims."""
+    """(cx, cy, w, h) -> (x1, y1, x2, y2); any leading dims. ValueError for NaN / inf (names the first bad row)."""
     _check_last_dim(boxes_cxcywh, "boxes_cxcywh")
+    _check_finite(boxes_cxcywh, "boxes_cxcywh")
     cxcy, wh = boxes_cxcywh[..., :2], boxes_cxcywh[..., 2:]
     return torch.cat([cxcy - wh / 2, cxcy + wh / 2], dim=-1)
 
 
 def xyxy_to_cxcywh(boxes_xyxy: Tensor) -> Tensor:
-    """(x1, y1, x2, y2) -> (cx, cy, w, h); any leading dims."""
+    """(x1, y1, x2, y2) -> (cx, cy, w, h); any leading dims. ValueError for NaN / inf (names the first bad row)."""
     _check_last_dim(boxes_xyxy, "boxes_xyxy")
+    _check_finite(boxes_xyxy, "boxes_xyxy")
     x1y1, x2y2 = boxes_xyxy[..., :2], boxes_xyxy[..., 2:]
     return torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], dim=-1)
 

@@ -187,3 +187,15 @@ def test_empty_inputs():
     assert encode_boxes(empty, empty, VARIANCES).shape == (0, 4)
     assert decode_boxes(empty, empty, VARIANCES).shape == (0, 4)
     assert encode_boxes(empty, torch.tensor([[1.0, 1.0, 2.0, 2.0]]), VARIANCES).shape == (0, 4)
+
+
+def test_conversions_refuse_non_finite_boxes():
+    boxes = torch.tensor([[10.0, 20.0, 4.0, 6.0], [1.0, 2.0, float("nan"), 3.0]])
+    with pytest.raises(ValueError, match=r"boxes_cxcywh must be finite, got row 1 = \[1\.0, 2\.0, nan, 3\.0\]"):
+        cxcywh_to_xyxy(boxes)
+    boxes[1, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"boxes_xyxy must be finite, got row 1"):
+        xyxy_to_cxcywh(boxes)
+    assert cxcywh_to_xyxy(torch.tensor([[1, 2, 4, 6]])).tolist() == [[-1, -1, 3, 5]]  # integers: nothing to check
+    with torch.device("meta"):
+        assert cxcywh_to_xyxy(torch.empty(3, 4)).shape == (3, 4)  # no values to check on the meta device
