@@ -4,6 +4,7 @@ ValueError / TypeError whose message names one of the function's arguments."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -135,18 +136,23 @@ odd_values = st.one_of(values, st.integers(-5, 600), st.booleans(), st.none(), s
                        st.tuples(values, values), st.tuples(values, values, values))  # fmt: skip
 
 
+@pytest.mark.parametrize("field", FIELDS)
 @SETTINGS
-@given(changes=st.dictionaries(st.sampled_from(FIELDS), odd_values, min_size=1, max_size=3))
-def test_ssd_config_fields(changes):
+@given(value=odd_values, other=st.dictionaries(st.sampled_from(FIELDS), odd_values, max_size=2))
+def test_ssd_config_fields(field, value, other):
+    changes = {**other, field: value}
     try:
         cfg = TINY_SHAPES.replace(**changes)
     except Exception as error:  # noqa: BLE001
-        expect_error(error, *(f"SSDConfig.{name}" for name in FIELDS), "SSDConfig.class_names")
+        # a change may make another field wrong (image_size -> steps): any field of SSDConfig may be named
+        expect_error(error, *(f"SSDConfig.{f.name}" for f in dataclasses.fields(SSDConfig)))
         return
-    for name in ("iou_threshold", "neg_pos_ratio", "score_threshold", "nms_threshold", *cfg.mean, *cfg.std):
-        value = getattr(cfg, name) if isinstance(name, str) else name
-        assert isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    assert 0 < cfg.iou_threshold <= 1 and min(cfg.std) >= 1e-3 and cfg.num_anchors > 0
+    numbers = [getattr(cfg, n) for n in ("iou_threshold", "neg_pos_ratio", "score_threshold", "nms_threshold")]
+    for number in [*numbers, *cfg.mean, *cfg.std, *cfg.variances, *cfg.steps, *cfg.box_sizes]:
+        assert isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number)
+    assert 0 < cfg.iou_threshold <= 1 and 0 <= cfg.score_threshold < 1 and 0 < cfg.nms_threshold <= 1
+    assert cfg.neg_pos_ratio >= 0 and min(cfg.std) >= 1e-3 and all(0 <= m <= 1 for m in cfg.mean)
+    assert cfg.num_anchors > 0 and isinstance(cfg.name, str) and cfg.backbone in ("vgg16", "resnet50", "tiny")
 
 
 # ---- matching and loss ---------------------------------------------------------------------------------------
@@ -323,6 +329,18 @@ def eval_inputs(draw):
     return detections, targets
 
 
+def must_raise(detections, targets) -> bool:
+    """Inputs no metric may accept: non-finite scores or boxes, inverted boxes, labels < 1 or not integers."""
+    for item in (*detections, *targets):
+        boxes = item["boxes"]
+        float_labels = item["labels"].is_floating_point() and item["labels"].numel() > 0  # empty: nothing to misread
+        if not finite(item.get("scores", torch.zeros(0)), boxes) or float_labels:
+            return True
+        if bool((item["labels"] < 1).any() | (boxes[:, 2] < boxes[:, 0]).any() | (boxes[:, 3] < boxes[:, 1]).any()):
+            return True
+    return False
+
+
 @SETTINGS
 @given(inputs=eval_inputs(), iou=thresholds, method=st.sampled_from(("voc07", "all_points", "coco")))
 def test_mean_average_precision(inputs, iou, method):
@@ -331,11 +349,12 @@ def test_mean_average_precision(inputs, iou, method):
     except Exception as error:  # noqa: BLE001
         expect_error(error, "detections", "targets", "iou_threshold", "method")
         return
+    assert not must_raise(*inputs), "bad detections / targets were accepted"
     assert 0.0 <= result["map"] <= 1.0
     assert all(isinstance(k, int) and k >= 1 and 0.0 <= v <= 1.0 for k, v in result["ap_per_class"].items())
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(inputs=eval_inputs())
 def test_coco_map(inputs):
     try:
@@ -343,4 +362,5 @@ def test_coco_map(inputs):
     except Exception as error:  # noqa: BLE001
         expect_error(error, "detections", "targets")
         return
+    assert not must_raise(*inputs), "bad detections / targets were accepted"
     assert set(result) == {"map", "map_50", "map_75"} and all(0.0 <= v <= 1.0 for v in result.values())
