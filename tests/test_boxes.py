@@ -53,7 +53,6 @@ def test_encode_hand_worked():
     anchor = torch.tensor([100.0, 50.0, 20.0, 40.0])
     # ((110-100)/(20*0.1), (60-50)/(40*0.1), log(40/20)/0.2, log(20/40)/0.2)
     expected = torch.tensor([5.0, 2.5, math.log(2) / 0.2, -math.log(2) / 0.2])
-    assert VARIANCES == (0.1, 0.2)
     torch.testing.assert_close(encode_boxes(gt, anchor, VARIANCES), expected)
     torch.testing.assert_close(decode_boxes(expected, anchor, VARIANCES), gt)
     assert torch.equal(decode_boxes(torch.zeros(4), anchor, VARIANCES), anchor)  # zero offsets: the anchor itself
@@ -137,7 +136,7 @@ def test_variances_are_required_and_checked():
         for bad in ((0.1, 0.0), (-0.1, 0.2), (0.1, float("nan")), (float("inf"), 0.2)):
             with pytest.raises(ValueError, match=r"variances must be finite and > 0"):
                 call(box, box, bad)
-    assert encode_boxes(box, box, [0.1, 0.2]).shape == (1, 4)  # a list is fine
+    assert encode_boxes(box, box, list(VARIANCES)).shape == (1, 4)  # a list is fine
 
 
 def test_mismatched_shapes_name_both():
