@@ -286,3 +286,20 @@ def test_missing_folder_without_download_says_how_to_get_it(tmp_path):
         voc_dataset(tmp_path / "nowhere", download=False)
     with pytest.raises(FileNotFoundError, match=r"VOCdevkit[/\\]VOC2007.*download=True"):
         voc_dataset(tmp_path, "test", year="2007")
+
+
+def test_download_true_asks_torchvision_first(monkeypatch, tmp_path):
+    import ssd_tutorial.data.voc as voc_module
+
+    calls = []
+
+    def fake_voc_detection(root, year, image_set, download):  # stands in for torchvision: no network in tests
+        calls.append((root, year, image_set, download))
+
+    monkeypatch.setattr(voc_module, "VOCDetection", fake_voc_detection)
+    ds = voc_dataset(VOC_ROOT, "val", download=True)
+    assert calls == [(str(VOC_ROOT), "2012", "val", True)] and len(ds) == 1
+    voc_dataset(VOC_ROOT, "val")
+    assert len(calls) == 1  # download=False (the default) never calls it
+    with pytest.raises(FileNotFoundError, match="VOC root folder not found"):
+        voc_dataset(tmp_path / "nowhere", download=True)  # the fake downloaded nothing: the layout check still runs
