@@ -188,6 +188,7 @@ def test_class_names_of_a_voc_folder_are_the_20_voc_classes():
     ds = voc_dataset(VOC_ROOT, "val")
     assert ds.class_names == VOC_CLASSES and len(VOC_CLASSES) == 21 and VOC_CLASSES[0] == "__background__"
     assert voc_dataset(VOC_ROOT, "val", class_names=list(VOC_CLASSES)).class_names == VOC_CLASSES
+    assert voc_dataset(VOC_ROOT, "val", None, VOC_CLASSES).class_names == VOC_CLASSES  # 4th: class_names
 
 
 def test_own_class_names_are_read_from_the_xml_files(own_classes, samples, read_all):
