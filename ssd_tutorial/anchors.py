@@ -15,12 +15,21 @@ from .config import SSDConfig
 __all__ = ["default_boxes", "level_box_shapes", "anchor_table", "format_anchor_table"]
 
 
+def _check_cfg(cfg: object) -> None:
+    if not isinstance(cfg, SSDConfig):
+        hint = " (build one with SSDConfig(**d) or SSDConfig.from_dict(d))" if isinstance(cfg, dict) else ""
+        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}{hint}")
+
+
 def level_box_shapes(cfg: SSDConfig, level: int) -> list[tuple[float, float]]:
     """The (w, h) in pixels of the anchors at one location of ``level``, in anchor order.
 
     ``[s_k square, sqrt(s_k * s_{k+1}) square, then per ratio r: (s_k*sqrt(r), s_k/sqrt(r)),
     (s_k/sqrt(r), s_k*sqrt(r))]`` (SSD paper, section 2.2 "Choosing scales and aspect ratios").
     """
+    _check_cfg(cfg)
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise TypeError(f"level must be an int, got {type(level).__name__} {level!r}")
     if not 0 <= level < cfg.num_levels:
         raise ValueError(f"level must be in [0, {cfg.num_levels - 1}], got {level}")
     s_k, s_next = cfg.box_sizes[level], cfg.box_sizes[level + 1]
@@ -39,6 +48,7 @@ def default_boxes(cfg: SSDConfig) -> Tensor:
     the shapes of :func:`level_box_shapes`. Centres are ``((j + 0.5) * step_k, (i + 0.5) * step_k)``.
     The model flattens its head outputs in the same order, so anchor a goes with prediction a.
     """
+    _check_cfg(cfg)
     per_level = []
     for level, (fm, step) in enumerate(zip(cfg.feature_map_sizes, cfg.steps)):
         centers_1d = (torch.arange(fm, dtype=torch.float64) + 0.5) * step  # [fm]
@@ -56,6 +66,7 @@ def anchor_table(cfg: SSDConfig) -> list[dict]:
 
     The table of 01_constants.ipynb and of ``python -m ssd_tutorial anchors``.
     """
+    _check_cfg(cfg)
     rows = []
     for level in range(cfg.num_levels):
         fm = cfg.feature_map_sizes[level]
@@ -75,6 +86,7 @@ def anchor_table(cfg: SSDConfig) -> list[dict]:
 
 def format_anchor_table(cfg: SSDConfig) -> str:
     """:func:`anchor_table` as fixed-width text, with a total line."""
+    _check_cfg(cfg)
     header = (
         f"{'level':>5} {'map':>7} {'step':>7} {'s_k':>7} {'s_k+1':>7} {'ratios':>8} {'ch':>5}"
         f" {'per loc':>7} {'anchors':>8}"

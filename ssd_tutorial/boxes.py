@@ -5,6 +5,8 @@ Introduced in: 04_forward_pass.ipynb
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -18,46 +20,112 @@ def _check_last_dim(boxes: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be [..., 4], got {list(boxes.shape)}")
 
 
+def _check_finite(boxes: Tensor, name: str) -> None:
+    if boxes.device.type == "meta" or not boxes.is_floating_point():
+        return
+    finite = torch.isfinite(boxes).all(dim=-1)  # [...]
+    if not bool(finite.all()):
+        raise ValueError(f"{name} must be finite, got {_first_bad_row(~finite, boxes)}")
+
+
 def cxcywh_to_xyxy(boxes_cxcywh: Tensor) -> Tensor:
-    """(cx, cy, w, h) -> (x1, y1, x2, y2); any leading dims."""
+    """(cx, cy, w, h) -> (x1, y1, x2, y2); any leading dims. ValueError for NaN / inf (names the first bad row)."""
     _check_last_dim(boxes_cxcywh, "boxes_cxcywh")
+    _check_finite(boxes_cxcywh, "boxes_cxcywh")
     cxcy, wh = boxes_cxcywh[..., :2], boxes_cxcywh[..., 2:]
     return torch.cat([cxcy - wh / 2, cxcy + wh / 2], dim=-1)
 
 
 def xyxy_to_cxcywh(boxes_xyxy: Tensor) -> Tensor:
-    """(x1, y1, x2, y2) -> (cx, cy, w, h); any leading dims."""
+    """(x1, y1, x2, y2) -> (cx, cy, w, h); any leading dims. ValueError for NaN / inf (names the first bad row)."""
     _check_last_dim(boxes_xyxy, "boxes_xyxy")
+    _check_finite(boxes_xyxy, "boxes_xyxy")
     x1y1, x2y2 = boxes_xyxy[..., :2], boxes_xyxy[..., 2:]
     return torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], dim=-1)
 
 
-def encode_boxes(gt_cxcywh: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float] = (0.1, 0.2)) -> Tensor:
+def _check_variances(variances: object) -> tuple[float, float]:
+    if not isinstance(variances, (tuple, list)) or len(variances) != 2:
+        raise TypeError(f"variances must be a (center, size) pair of numbers such as cfg.variances, got {variances!r}")
+    for v in variances:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"variances must be numbers, got {type(v).__name__} {v!r} in {variances!r}")
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"variances must be finite and > 0, got {tuple(variances)}")
+    return float(variances[0]), float(variances[1])
+
+
+def _first_bad_row(bad: Tensor, boxes: Tensor) -> str:
+    """``"row (i, j) = [...]"`` for the first True of ``bad`` (Tensor[...] bool over the leading dims)."""
+    index = tuple(bad.nonzero()[0].tolist())
+    where = index[0] if len(index) == 1 else index
+    return f"row {where} = {boxes[index].tolist()}"
+
+
+def _check_sizes(boxes_cxcywh: Tensor, name: str) -> None:
+    """ValueError naming ``name`` and its first row that is not finite or has width or height <= 0."""
+    ok = torch.isfinite(boxes_cxcywh).all(dim=-1) & (boxes_cxcywh[..., 2:] > 0).all(dim=-1)  # [...]
+    if not bool(ok.all()):
+        raise ValueError(f"{name} must be finite (cx, cy, w, h) boxes with w > 0 and h > 0 (an empty or inverted "
+                         f"box has no log-size offset), got {_first_bad_row(~ok, boxes_cxcywh)}")  # fmt: skip
+
+
+def _leading_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    try:
+        torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    except RuntimeError:
+        raise ValueError(f"{name_a} {list(a.shape)} and {name_b} {list(b.shape)} must have the same (or "
+                         "broadcastable) leading dims, e.g. [A, 4] and [A, 4]") from None  # fmt: skip
+
+
+def encode_boxes(gt_cxcywh: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float]) -> Tensor:
     """Offsets that move each anchor onto its box (SSD paper, eq. 2, with variances).
 
     Args:
-        gt_cxcywh: Tensor[..., 4] boxes, broadcastable against ``anchors_cxcywh``.
-        anchors_cxcywh: Tensor[..., 4] default boxes.
-        variances: (v0, v1) scale of the centre and size offsets.
+        gt_cxcywh: Tensor[..., 4] boxes, broadcastable against ``anchors_cxcywh``; finite, w > 0, h > 0.
+        anchors_cxcywh: Tensor[..., 4] default boxes; finite, w > 0, h > 0.
+        variances: (v0, v1) scale of the centre and size offsets, e.g. ``cfg.variances``.
 
     Returns:
         Tensor[..., 4]: ``((gx-ax)/(aw*v0), (gy-ay)/(ah*v0), log(gw/aw)/v1, log(gh/ah)/v1)``.
+
+    Raises:
+        ValueError: leading dims that do not broadcast, a box that is not finite or has no width or height
+            (names the argument and its first bad row).
     """
     _check_last_dim(gt_cxcywh, "gt_cxcywh")
     _check_last_dim(anchors_cxcywh, "anchors_cxcywh")
-    v_center, v_size = variances
+    v_center, v_size = _check_variances(variances)
+    _leading_shape(gt_cxcywh, anchors_cxcywh, "gt_cxcywh", "anchors_cxcywh")
+    _check_sizes(gt_cxcywh, "gt_cxcywh")
+    _check_sizes(anchors_cxcywh, "anchors_cxcywh")
     anchor_wh = anchors_cxcywh[..., 2:]
     offset_xy = (gt_cxcywh[..., :2] - anchors_cxcywh[..., :2]) / (anchor_wh * v_center)
     offset_wh = torch.log(gt_cxcywh[..., 2:] / anchor_wh) / v_size
     return torch.cat([offset_xy, offset_wh], dim=-1)
 
 
-def decode_boxes(deltas: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float] = (0.1, 0.2)) -> Tensor:
-    """Inverse of :func:`encode_boxes`: offsets + anchors -> boxes, Tensor[..., 4] cxcywh."""
+def decode_boxes(deltas: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float]) -> Tensor:
+    """Inverse of :func:`encode_boxes`: offsets + anchors -> boxes, Tensor[..., 4] cxcywh.
+
+    Raises:
+        ValueError: leading dims that do not broadcast, anchors that are not finite or have no width or
+            height, non-finite ``deltas``, or size offsets so large that ``exp`` overflows the dtype.
+    """
     _check_last_dim(deltas, "deltas")
     _check_last_dim(anchors_cxcywh, "anchors_cxcywh")
-    v_center, v_size = variances
+    v_center, v_size = _check_variances(variances)
+    _leading_shape(deltas, anchors_cxcywh, "deltas", "anchors_cxcywh")
+    _check_sizes(anchors_cxcywh, "anchors_cxcywh")
     anchor_wh = anchors_cxcywh[..., 2:]
     center = anchors_cxcywh[..., :2] + deltas[..., :2] * v_center * anchor_wh
     size = anchor_wh * torch.exp(deltas[..., 2:] * v_size)
-    return torch.cat([center, size], dim=-1)
+    boxes = torch.cat([center, size], dim=-1)
+    finite = torch.isfinite(boxes).all(dim=-1)  # [...]
+    if not bool(finite.all()):
+        bad_deltas = ~torch.isfinite(deltas).all(dim=-1).expand_as(finite)
+        if bool(bad_deltas.any()):
+            raise ValueError(f"deltas must be finite, got {_first_bad_row(bad_deltas, deltas.expand_as(boxes))}")
+        raise ValueError(f"deltas decode to infinite boxes (exp of the size offset overflows {boxes.dtype}), "
+                         f"{_first_bad_row(~finite, deltas.expand_as(boxes))}")  # fmt: skip
+    return boxes

@@ -17,13 +17,26 @@ from torch import Tensor
 __all__ = ["mean_average_precision", "precision_recall_curve", "average_precision", "coco_map"]
 
 METHODS = ("voc07", "all_points")
+# method="voc07" follows the official VOC2007 devkit (VOCevaldet.m: `for t=0:0.1:1`). MATLAB's colon operator
+# builds the first half of 0:0.1:1 as 0 + k*0.1 and the second half as 1 - (10-k)*0.1, so its 4th threshold
+# is 3*0.1 = 0.30000000000000004 (a recall of exactly 3/10 does not reach it) and the others are the nearest
+# doubles of 0, 0.1, ..., 1. (py-faster-rcnn's np.arange(0, 1.1, 0.1) = k*0.1 also differs at 0.6 and 0.7.)
+VOC07_RECALL_THRESHOLDS = (0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _PAIRS_PER_CHUNK = 4_000_000  # detection x ground-truth IoU pairs computed at once (bounds memory)
 
 
-def _as_numpy(value: Any, dtype: Any, name: str, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
+_KINDS = {"f": "fiu", "i": "iu", "b": "biu"}  # array kinds accepted for float, integer and bool fields
+_KIND_NAMES = {"f": "numbers", "i": "integer class ids (long)", "b": "bool (or 0/1)"}
+
+
+def _as_numpy(value: Any, dtype: Any, name: str, shape_tail: tuple[int, ...] = (),
+              kind: str | None = None) -> np.ndarray:  # fmt: skip
     if not isinstance(value, (Tensor, np.ndarray, list, tuple)):
         raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
     array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+    kind = kind or np.dtype(dtype).kind
+    if array.size and array.dtype.kind not in _KINDS[kind]:
+        raise TypeError(f"{name} must be {_KIND_NAMES[kind]}, got dtype {array.dtype}")
     if array.size == 0:
         array = array.reshape((0, *shape_tail))
     if array.ndim != 1 + len(shape_tail) or array.shape[1:] != shape_tail:
@@ -44,18 +57,41 @@ def _gather(items: Sequence[dict[str, Any]], kind: str, keys: tuple[str, ...]) -
         boxes = _as_numpy(item["boxes"], np.float64, f"{kind}[{b}]['boxes']", (4,))
         n = boxes.shape[0]
         out["boxes"].append(boxes)
-        for key, dtype in (("labels", np.int64), ("scores", np.float64), ("difficult", bool)):
+        for key, dtype in (("labels", np.int64), ("scores", np.float64), ("difficult", np.int64)):
             if key not in keys:
                 continue
             value = item.get(key, np.zeros(n, dtype=bool))
-            array = _as_numpy(value, dtype, f"{kind}[{b}][{key!r}]")
+            # difficult: bool or 0/1 ints, kept as int until _check_values has seen them
+            array = _as_numpy(value, dtype, f"{kind}[{b}][{key!r}]", kind="b" if key == "difficult" else None)
             if array.shape[0] != n:
                 raise ValueError(f"{kind}[{b}][{key!r}] must have one entry per box ({n}), got {array.shape[0]}")
             out[key].append(array)
+        _check_values(out, b, kind)
         out["image"].append(np.full(n, b, dtype=np.int64))
     empty = {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, dtype=np.int64), "scores": np.zeros(0),
              "difficult": np.zeros(0, dtype=bool), "image": np.zeros(0, dtype=np.int64)}  # fmt: skip
     return {key: np.concatenate(v) if v else empty[key] for key, v in out.items()}
+
+
+def _check_values(out: dict[str, list[np.ndarray]], b: int, kind: str) -> None:
+    """ValueError naming image ``b``, the key and the first bad row of the arrays just added to ``out``."""
+    boxes = out["boxes"][-1]
+    bad = ~(np.isfinite(boxes).all(axis=1) & (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1]))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{kind}[{b}]['boxes'][{k}] must be finite xyxy with x2 >= x1 and y2 >= y1, "
+                         f"got {boxes[k].tolist()}")  # fmt: skip
+    labels = out["labels"][-1]
+    if (labels < 1).any():
+        k = int(np.flatnonzero(labels < 1)[0])
+        raise ValueError(f"{kind}[{b}]['labels'][{k}] must be an object class >= 1 (0 is the background), "
+                         f"got {int(labels[k])}")  # fmt: skip
+    if "scores" in out and not np.isfinite(out["scores"][-1]).all():
+        k = int(np.flatnonzero(~np.isfinite(out["scores"][-1]))[0])
+        raise ValueError(f"{kind}[{b}]['scores'][{k}] must be finite, got {out['scores'][-1][k]}")
+    if "difficult" in out and not np.isin(out["difficult"][-1], (0, 1)).all():
+        k = int(np.flatnonzero(~np.isin(out["difficult"][-1], (0, 1)))[0])
+        raise ValueError(f"{kind}[{b}]['difficult'][{k}] must be True/False (or 0/1), got {out['difficult'][-1][k]}")
 
 
 def _iou_same_image(det_boxes: np.ndarray, gt_boxes: np.ndarray, start: np.ndarray, count: np.ndarray,
@@ -124,8 +160,9 @@ def _precision_recall(tp: np.ndarray, npos: int) -> tuple[np.ndarray, np.ndarray
 def average_precision(precision: Tensor | np.ndarray, recall: Tensor | np.ndarray, method: str = "voc07") -> float:
     """AP from a precision/recall curve ordered by descending score.
 
-    ``"voc07"``: mean over t = 0, 0.1, …, 1 of the best precision at recall >= t (VOC2007 devkit); the
-    thresholds are computed as k / 10 so that a recall of exactly 3/10 counts as reaching 0.3.
+    ``"voc07"``: mean over the 11 thresholds t of the official VOC2007 devkit's MATLAB ``t = 0:0.1:1``
+    (``VOC07_RECALL_THRESHOLDS``) of the best precision at recall >= t. MATLAB's colon operator makes the
+    4th threshold 0.30000000000000004, so a recall of exactly 3/10 does not count for it, as in the devkit.
     ``"all_points"``: area under the monotone (right-to-left running maximum) precision envelope (VOC2010+).
 
     Introduced in: 07_evaluation_and_inference.ipynb
@@ -134,11 +171,18 @@ def average_precision(precision: Tensor | np.ndarray, recall: Tensor | np.ndarra
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     precision = np.asarray(precision, dtype=np.float64).reshape(-1)
     recall = np.asarray(recall, dtype=np.float64).reshape(-1)
+    if precision.shape != recall.shape:
+        raise ValueError(f"precision and recall must have the same length, got {precision.size} and {recall.size}")
+    for name, values in (("precision", precision), ("recall", recall)):
+        if not (np.isfinite(values) & (values >= 0) & (values <= 1)).all():
+            raise ValueError(f"{name} must be finite values in [0, 1], got {values[:10].tolist()} …")
+    if (np.diff(recall) < 0).any():
+        raise ValueError("recall must be non-decreasing (points ordered by descending score)")
     if method == "voc07":
         if precision.size == 0:
             return 0.0
         envelope = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at this recall or beyond
-        first = np.searchsorted(recall, np.arange(11) / 10, side="left")  # first point with recall >= t
+        first = np.searchsorted(recall, VOC07_RECALL_THRESHOLDS, side="left")  # first point with recall >= t
         return float(np.where(first < len(recall), envelope[np.minimum(first, len(recall) - 1)], 0.0).mean())
     mrec = np.concatenate([[0.0], recall, [1.0]])
     mpre = np.concatenate([[0.0], precision, [0.0]])
@@ -153,6 +197,8 @@ def _check_inputs(detections: Sequence[dict], targets: Sequence[dict], iou_thres
     if len(detections) != len(targets):
         raise ValueError(f"detections and targets must have one entry per image, got {len(detections)} detections "
                          f"and {len(targets)} targets")  # fmt: skip
+    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)):
+        raise TypeError(f"iou_threshold must be a number, got {type(iou_threshold).__name__} {iou_threshold!r}")
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
 

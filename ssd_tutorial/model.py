@@ -96,11 +96,13 @@ class SSD(nn.Module):
         if shape[0] == 0:
             raise ValueError(f"images must be {expected} with B >= 1, got {shape}")
         if not images.is_floating_point():
-            raise ValueError(
+            raise TypeError(
                 f"images must be float in [0, 1], got dtype {images.dtype}; convert with "
                 f"torchvision.transforms.v2.functional.to_dtype(images, torch.float32, scale=True) "
                 f"or images.float() / 255"
             )
+        if _can_read_values(images):
+            _check_image_values(images)
 
     def forward_heads(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Raw predictions for every anchor, in the order of ``default_boxes(cfg)``.
@@ -177,7 +179,79 @@ class SSD(nn.Module):
         def to_device(value: object) -> object:
             return value.to(images.device) if isinstance(value, Tensor) else value
 
-        return [{**t, "boxes": to_device(t["boxes"]), "labels": to_device(t["labels"])} for t in targets]
+        targets = [{**t, "boxes": to_device(t["boxes"]), "labels": to_device(t["labels"])} for t in targets]
+        return _check_target_values(targets, self.cfg.num_classes, check_values=_can_read_values(images))
+
+
+# How far outside [0, 1] pixel values may stray (resize overshoot) before they are taken for 0-255 or normalized data.
+_IMAGE_RANGE_MARGIN = 0.5
+
+
+def _can_read_values(images: Tensor) -> bool:
+    """Value checks need real data: not on the meta device, not while torch.compile traces the model."""
+    return images.device.type != "meta" and not torch.compiler.is_compiling()
+
+
+def _check_image_values(images: Tensor) -> None:
+    """ValueError for NaN / inf pixels and for images that are not in [0, 1] (0-255 or already normalized)."""
+    low, high = torch.aminmax(images.detach().flatten(1), dim=1)  # [B] each; NaN propagates, inf shows
+    finite = torch.isfinite(low) & torch.isfinite(high)  # [B]
+    all_finite, lowest, highest = torch.stack([finite.all().to(low.dtype), low.min(), high.max()]).tolist()
+    if not all_finite:
+        b = int((~finite).nonzero()[0])
+        nan, inf = int(images[b].isnan().sum()), int(images[b].isinf().sum())
+        raise ValueError(f"images must be finite, image {b} has {nan} NaN and {inf} inf values")
+    # Negative values first: normalized images also exceed 1, but 0-255 images are never negative.
+    if lowest < -_IMAGE_RANGE_MARGIN:
+        b = int((low < -_IMAGE_RANGE_MARGIN).nonzero()[0])
+        raise ValueError(f"images must be float in [0, 1], got values down to {lowest:g} (image {b}); "
+                         "the model normalizes with cfg.mean / cfg.std itself, so pass images before normalization")
+    if highest > 1 + _IMAGE_RANGE_MARGIN:
+        b = int((high > 1 + _IMAGE_RANGE_MARGIN).nonzero()[0])
+        raise ValueError(f"images must be float in [0, 1], got values up to {highest:g} (image {b}); "
+                         "did you forget to divide by 255?")  # fmt: skip
+
+
+def _check_target_values(targets: list[dict[str, Tensor]], num_classes: int, *,
+                         check_values: bool = True) -> list[dict[str, Tensor]]:  # fmt: skip
+    """Types and shapes of each target, then (one sync for the batch) finite boxes with x2 > x1, y2 > y1 and
+    labels in 1 … C-1; errors name the image. Integer labels of another dtype become long."""
+    checked = []
+    for b, t in enumerate(targets):
+        boxes, labels = t["boxes"], t["labels"]
+        for key, value in (("boxes", boxes), ("labels", labels)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"targets[{b}]['{key}'] must be a torch.Tensor, got {type(value).__name__}")
+        if not boxes.is_floating_point():
+            raise TypeError(f"targets[{b}]['boxes'] must be a float tensor (xyxy pixels), got {boxes.dtype}")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"targets[{b}]['labels'] must be an integer (long) tensor of class ids 1 … "
+                            f"{num_classes - 1}, got {labels.dtype}")  # fmt: skip
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"targets[{b}]['boxes'] must be [M, 4] xyxy, got {list(boxes.shape)}")
+        if labels.shape != (boxes.shape[0],):
+            raise ValueError(f"targets[{b}]['labels'] must be [M] with M = {boxes.shape[0]} boxes, "
+                             f"got {list(labels.shape)}")  # fmt: skip
+        checked.append({**t, "labels": labels.long()})
+    if not check_values or not checked:
+        return checked
+    boxes = torch.cat([t["boxes"].detach().float() for t in checked])  # [ΣM, 4]
+    labels = torch.cat([t["labels"] for t in checked])  # [ΣM]
+    box_ok = torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    label_ok = (labels >= 1) & (labels < num_classes)
+    if bool((box_ok & label_ok).all()):
+        return checked
+    for b, t in enumerate(checked):  # only on the error path: find the image
+        for k, (box, label) in enumerate(zip(t["boxes"].tolist(), t["labels"].tolist())):
+            if not 1 <= label < num_classes:
+                hint = " (0 is the background: object classes start at 1)" if label == 0 else ""
+                raise ValueError(f"targets[{b}]['labels'][{k}] must be a class id in 1 … {num_classes - 1}, "
+                                 f"got {label}{hint}")  # fmt: skip
+            x1, y1, x2, y2 = box
+            if not (all(math.isfinite(v) for v in box) and x2 > x1 and y2 > y1):
+                raise ValueError(f"targets[{b}]['boxes'][{k}] must be finite xyxy with x2 > x1 and y2 > y1, "
+                                 f"got {box}")  # fmt: skip
+    return checked
 
 
 def build_ssd(cfg: SSDConfig, pretrained_backbone: bool = False) -> SSD:

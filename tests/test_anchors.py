@@ -143,3 +143,16 @@ def test_torchvision_defaults_differ_from_the_paper():
     too_big = (default_boxes(cfg)[:, 2:] > 300).any(dim=1)
     changed = ~torch.isclose(clipped, ours, rtol=0, atol=1e-4).all(dim=1)
     assert too_big.any() and torch.equal(changed, too_big)
+
+
+def test_cfg_must_be_an_ssd_config():
+    from ssd_tutorial.anchors import anchor_table, default_boxes, format_anchor_table, level_box_shapes
+    from ssd_tutorial.config import SSD300_VOC
+
+    for call in (default_boxes, anchor_table, format_anchor_table, lambda c: level_box_shapes(c, 0)):
+        with pytest.raises(TypeError, match=r"cfg must be an SSDConfig, got dict \(build one with SSDConfig"):
+            call(SSD300_VOC.to_dict())
+        with pytest.raises(TypeError, match=r"cfg must be an SSDConfig, got str$"):
+            call("ssd300_voc")
+    with pytest.raises(TypeError, match=r"level must be an int, got float 1\.0"):
+        level_box_shapes(SSD300_VOC, 1.0)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_tutorial.evaluate import average_precision, coco_map, mean_average_precision, precision_recall_curve
+from ssd_tutorial.evaluate import (
+    VOC07_RECALL_THRESHOLDS,
+    average_precision,
+    coco_map,
+    mean_average_precision,
+    precision_recall_curve,
+)
 
 T = torch.tensor
 
@@ -59,13 +65,38 @@ def test_precision_recall_curve_by_hand():
     assert torch.allclose(curve["scores"], T([0.9, 0.8, 0.7, 0.6], dtype=torch.float64))
 
 
-def test_voc07_counts_recall_exactly_on_a_threshold():
-    # 10 gt boxes, 3 found first: recall reaches exactly 3/10, which must count for t = 0.3 -> 4 of 11 points.
+def devkit_thresholds() -> list[float]:
+    """MATLAB's 0:0.1:1 as its colon operator computes it: a + k*d for the first half, b - (n-k)*d for the rest."""
+    return [0.0 + k * 0.1 for k in range(6)] + [1.0 - (10 - k) * 0.1 for k in range(6, 11)]
+
+
+def test_voc07_thresholds_are_the_devkit_colon_operator():
+    assert list(VOC07_RECALL_THRESHOLDS) == devkit_thresholds()
+    assert VOC07_RECALL_THRESHOLDS[3] == 0.30000000000000004 and VOC07_RECALL_THRESHOLDS[3] > 3 / 10
+    exact = [round(k / 10, 1) for k in range(11)]
+    assert [t == e for t, e in zip(VOC07_RECALL_THRESHOLDS, exact)] == [True] * 3 + [False] + [True] * 7
+    # py-faster-rcnn's np.arange(0, 1.1, 0.1) is another choice: it differs from the devkit at 0.6 and 0.7.
+    arange = np.arange(0, 1.1, 0.1).tolist()
+    assert [k for k in range(11) if arange[k] != VOC07_RECALL_THRESHOLDS[k]] == [6, 7]
+
+
+def _found_first(found: int):
+    """10 gt boxes; the `found` best detections hit `found` of them, then 3 misses: recall reaches found/10."""
     boxes = [[20 * k, 0, 20 * k + 10, 10] for k in range(10)]
-    targets = [gt(boxes, [1] * 10)]
-    detections = [det(boxes[:3] + [FAR] * 3, [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1] * 6)]
-    assert mean_average_precision(detections, targets)["map"] == pytest.approx(4 / 11)
+    scores = [0.9 - 0.05 * k for k in range(found + 3)]
+    return [det(boxes[:found] + [FAR] * 3, scores, [1] * (found + 3))], [gt(boxes, [1] * 10)]
+
+
+def test_voc07_recall_exactly_on_a_threshold_follows_the_devkit():
+    # Recall 3/10 (the double nearest 0.3) < 0.30000000000000004: precision 1 counts for t = 0, .1, .2 only,
+    # 3 of 11 points (with thresholds k / 10 it would be 4 / 11).
+    detections, targets = _found_first(3)
+    assert mean_average_precision(detections, targets)["map"] == pytest.approx(3 / 11, abs=1e-15)
     assert mean_average_precision(detections, targets, method="all_points")["map"] == pytest.approx(0.3)
+    # Recall 6/10 == the devkit's 1 - 4*0.1: t = 0 … 0.6 count, 7 of 11 (np.arange's 0.6000000000000001: 6 / 11).
+    detections, targets = _found_first(6)
+    assert mean_average_precision(detections, targets)["map"] == pytest.approx(7 / 11, abs=1e-15)
+    assert average_precision([1.0, 1.0], [0.5, 0.7]) == pytest.approx(8 / 11, abs=1e-15)  # 0.7 == 1 - 3*0.1
 
 
 def test_average_precision_direct():
@@ -174,6 +205,64 @@ def test_invalid_inputs():
         mean_average_precision(detections[0], targets[0])
 
 
+def test_bad_values_name_the_image_and_key():
+    detections, targets = hand_case()
+
+    def with_value(items, b, key, index, value):
+        items = [dict(item) for item in items]
+        items[b][key] = items[b][key].clone()
+        items[b][key][index] = value
+        return items
+
+    nan_score = with_value(detections, 1, "scores", 0, float("nan"))
+    for call in (mean_average_precision, coco_map):  # NaN scores gave map 0.5 and 1.0 before
+        with pytest.raises(ValueError, match=r"detections\[1\]\['scores'\]\[0\] must be finite, got nan"):
+            call(nan_score, targets)
+    nan, inf = float("nan"), float("inf")
+    cases = [
+        (with_value(detections, 0, "boxes", (2, 1), nan), targets, r"detections\[0\]\['boxes'\]\[2\] must be finite"),
+        (with_value(detections, 0, "boxes", (1, 2), -5.0), targets, r"detections\[0\]\['boxes'\]\[1\] .*x2 >= x1"),
+        (detections, with_value(targets, 1, "boxes", (0, 3), 0.0), r"targets\[1\]\['boxes'\]\[0\] .*y2 >= y1"),
+        (detections, with_value(targets, 1, "boxes", (1, 0), inf), r"targets\[1\]\['boxes'\]\[1\] must be finite"),
+        (detections, with_value(targets, 1, "labels", 1, 0), r"targets\[1\]\['labels'\]\[1\] must be an object class"),
+        (detections, with_value(targets, 0, "labels", 0, -1), r"targets\[0\]\['labels'\]\[0\] .*got -1"),
+        (with_value(detections, 0, "labels", 2, 0), targets, r"detections\[0\]\['labels'\]\[2\] .*got 0"),
+    ]  # fmt: skip
+    for dets, gts, message in cases:
+        for call in (mean_average_precision, coco_map):
+            with pytest.raises(ValueError, match=message):
+                call(dets, gts)
+    float_labels = [{**t, "labels": t["labels"].float()} for t in targets]
+    with pytest.raises(TypeError, match=r"targets\[0\]\['labels'\] must be integer class ids \(long\), got dtype f"):
+        mean_average_precision(detections, float_labels)
+    with pytest.raises(TypeError, match=r"detections\[0\]\['scores'\] must be numbers, got dtype bool"):
+        mean_average_precision([{**detections[0], "scores": T([True, True, False])}, detections[1]], targets)
+    with pytest.raises(ValueError, match=r"targets\[0\]\['difficult'\]\[1\] must be True/False"):
+        mean_average_precision(detections, [{**targets[0], "difficult": T([0, 2])}, targets[1]])
+    with pytest.raises(TypeError, match=r"iou_threshold must be a number, got str '0\.5'"):
+        mean_average_precision(detections, targets, iou_threshold="0.5")
+    with pytest.raises(ValueError, match="iou_threshold"):
+        mean_average_precision(detections, targets, iou_threshold=float("nan"))
+    # The label-0 case of the review: it used to be averaged in as a class ({0: 0.0, 1: 1.0}).
+    with pytest.raises(ValueError, match=r"targets\[0\]\['labels'\]\[0\] must be an object class >= 1"):
+        mean_average_precision([det([A], [0.9], [1])], [gt([B, A], [0, 1])])
+    # Zero-area boxes are valid (IoU 0), and 0/1 ints are accepted as difficult flags.
+    assert mean_average_precision([det([[5, 5, 5, 5]], [0.9], [1])], [gt([A], [1], [0])])["map"] == 0.0
+    assert mean_average_precision([det([A], [0.9], [1])], [{**gt([A], [1]), "difficult": T([0])}])["map"] == 1.0
+
+
+def test_average_precision_checks_its_curve():
+    with pytest.raises(ValueError, match="same length"):
+        average_precision([1.0, 0.5], [0.5])
+    with pytest.raises(ValueError, match=r"precision must be finite values in \[0, 1\]"):
+        average_precision([float("nan")], [0.5])
+    with pytest.raises(ValueError, match=r"recall must be finite values in \[0, 1\]"):
+        average_precision([1.0], [1.5])
+    with pytest.raises(ValueError, match="non-decreasing"):
+        average_precision([1.0, 1.0], [0.5, 0.2])
+    assert average_precision([], []) == 0.0 and average_precision([], [], "all_points") == 0.0
+
+
 def reference_voc(detections, targets, iou_threshold, method):
     """The VOC devkit's loops, written out plainly (per class, per detection), as an independent reference."""
     classes = sorted({int(l) for t in targets for l, d in zip(t["labels"], t.get("difficult", [False] * 99)) if not d})
@@ -217,8 +306,7 @@ def reference_voc(detections, targets, iou_threshold, method):
         prec = tp_c / np.maximum(tp_c + fp_c, 1e-300)
         if method == "voc07":
             ap = 0.0
-            for k in range(11):
-                t = k / 10
+            for t in devkit_thresholds():
                 p = prec[rec >= t].max() if (rec >= t).any() else 0.0
                 ap += p / 11
         else:

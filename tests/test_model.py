@@ -211,7 +211,7 @@ def test_background_prior_sets_the_class_bias():
         (torch.rand(2, 1, 128, 128), ValueError, r"\[B, 3, 128, 128\] \(3 RGB channels\), got \[2, 1, 128, 128\]"),
         (torch.rand(2, 3, 64, 64), ValueError, r"images must be \[B, 3, 128, 128\], got \[2, 3, 64, 64\]"),
         (torch.rand(0, 3, 128, 128), ValueError, r"B >= 1"),
-        (torch.zeros(2, 3, 128, 128, dtype=torch.uint8), ValueError, r"float in \[0, 1\], got dtype torch.uint8.*to_dtype.*255"),  # noqa: E501
+        (torch.zeros(2, 3, 128, 128, dtype=torch.uint8), TypeError, r"float in \[0, 1\], got dtype torch.uint8.*to_dtype.*255"),  # noqa: E501
     ],
 )
 def test_bad_images(tiny, images, error, message):
@@ -221,6 +221,85 @@ def test_bad_images(tiny, images, error, message):
             tiny(images, [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}] * 2)
     with pytest.raises(error, match=message):
         tiny.forward_heads(images)
+
+
+def _image_with(value: float, at: tuple[int, ...] = (1, 2, 5, 7)) -> Tensor:
+    images = torch.rand(2, 3, 128, 128)
+    images[at] = value
+    return images
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "message"),
+    [
+        (_image_with(float("nan")), ValueError, r"images must be finite, image 1 has 1 NaN and 0 inf values"),
+        (_image_with(float("inf")), ValueError, r"images must be finite, image 1 has 0 NaN and 1 inf values"),
+        (_image_with(-float("inf"), (0, 0, 0, 0)), ValueError, r"image 0 has 0 NaN and 1 inf"),
+        (torch.rand(2, 3, 128, 128) * 255, ValueError, r"float in \[0, 1\], got values up to 2\d\d\.\d+ \(image \d\); "
+                                                       r"did you forget to divide by 255\?"),
+        (_image_with(1.6), ValueError, r"got values up to 1\.6 \(image 1\)"),
+        ((torch.rand(2, 3, 128, 128) - 0.45) / 0.225, ValueError, r"got values down to -\d\.\d+ .*normalizes"),
+        (torch.zeros(2, 3, 128, 128, dtype=torch.int64), TypeError, r"got dtype torch\.int64"),
+        (torch.zeros(2, 3, 128, 128, dtype=torch.bool), TypeError, r"got dtype torch\.bool"),
+    ],
+)
+def test_bad_image_values(tiny, images, error, message):
+    empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}] * 2
+    for mode in (tiny.train, tiny.eval):
+        mode()
+        with pytest.raises(error, match=message):
+            tiny(images, empty)
+    with pytest.raises(error, match=message):
+        tiny.forward_heads(images)
+
+
+def test_image_values_at_the_edges_of_the_range_are_accepted(tiny):
+    tiny.eval()
+    images = torch.rand(2, 3, 128, 128)
+    images[0, 0, 0, 0], images[1, 0, 0, 0] = 1.5, -0.5  # resize overshoot stays within the margin
+    with torch.no_grad():
+        assert len(tiny(images)) == 2
+        assert len(tiny(torch.zeros(1, 3, 128, 128))) == 1 and len(tiny(torch.ones(1, 3, 128, 128))) == 1
+        assert len(tiny(torch.rand(1, 3, 128, 128, dtype=torch.float16).float())) == 1
+
+
+def _bad_target(b: int, **changes) -> list[dict[str, Tensor]]:
+    targets = _targets()
+    targets[b] = {**targets[b], **changes}
+    return targets
+
+
+@pytest.mark.parametrize(
+    ("targets", "error", "message"),
+    [
+        (_bad_target(0, labels=torch.tensor([1.0, 3.0])), TypeError, r"targets\[0\]\['labels'\] must be an integer"),
+        (_bad_target(2, labels=torch.tensor([True])), TypeError, r"targets\[2\]\['labels'\] .* got torch\.bool"),
+        (_bad_target(0, labels=torch.tensor([1, 0])), ValueError,
+         r"targets\[0\]\['labels'\]\[1\] must be a class id in 1 … 3, got 0 \(0 is the background"),
+        (_bad_target(2, labels=torch.tensor([-1])), ValueError, r"targets\[2\]\['labels'\]\[0\] .* got -1"),
+        (_bad_target(2, labels=torch.tensor([4])), ValueError, r"targets\[2\]\['labels'\]\[0\] .*1 … 3, got 4"),
+        (_bad_target(2, labels=[2]), TypeError, r"targets\[2\]\['labels'\] must be a torch\.Tensor, got list"),
+        (_bad_target(2, labels=torch.tensor([2, 2])), ValueError, r"targets\[2\]\['labels'\] must be \[M\] with M = 1"),
+        (_bad_target(2, boxes=torch.tensor([[0, 0, 128, 128]])), TypeError, r"targets\[2\]\['boxes'\] must be a float"),
+        (_bad_target(2, boxes=torch.tensor([0.0, 0.0, 128.0, 128.0])), ValueError, r"\['boxes'\] must be \[M, 4\]"),
+        (_bad_target(0, boxes=torch.tensor([[10.0, 12.0, 60.0, 70.0], [70.0, 20.0, 70.0, 50.0]])), ValueError,
+         r"targets\[0\]\['boxes'\]\[1\] must be finite xyxy with x2 > x1 and y2 > y1, got \[70\.0, 20\.0, 70\.0"),
+        (_bad_target(2, boxes=torch.tensor([[0.0, 100.0, 128.0, 20.0]])), ValueError, r"targets\[2\]\['boxes'\]\[0\]"),
+        (_bad_target(2, boxes=torch.tensor([[0.0, float("nan"), 128.0, 20.0]])), ValueError, r"\['boxes'\]\[0\]"),
+        (_bad_target(2, boxes=torch.tensor([[0.0, 0.0, float("inf"), 20.0]])), ValueError, r"\['boxes'\]\[0\]"),
+    ],
+)
+def test_bad_targets_name_the_image(tiny, targets, error, message):
+    tiny.train()
+    with pytest.raises(error, match=message):
+        tiny(torch.rand(3, 3, 128, 128), targets)
+
+
+def test_integer_labels_of_any_width_are_accepted(tiny):
+    tiny.train()
+    targets = [{**t, "labels": t["labels"].to(torch.int32)} for t in _targets()]
+    losses = tiny(torch.rand(3, 3, 128, 128), targets)
+    assert all(torch.isfinite(v) for v in losses.values())
 
 
 def test_ssd512_message_names_expected_and_actual():

@@ -188,6 +188,7 @@ def test_class_names_of_a_voc_folder_are_the_20_voc_classes():
     ds = voc_dataset(VOC_ROOT, "val")
     assert ds.class_names == VOC_CLASSES and len(VOC_CLASSES) == 21 and VOC_CLASSES[0] == "__background__"
     assert voc_dataset(VOC_ROOT, "val", class_names=list(VOC_CLASSES)).class_names == VOC_CLASSES
+    assert voc_dataset(VOC_ROOT, "val", None, VOC_CLASSES).class_names == VOC_CLASSES  # 4th: class_names
 
 
 def test_own_class_names_are_read_from_the_xml_files(own_classes, samples, read_all):
@@ -286,3 +287,20 @@ def test_missing_folder_without_download_says_how_to_get_it(tmp_path):
         voc_dataset(tmp_path / "nowhere", download=False)
     with pytest.raises(FileNotFoundError, match=r"VOCdevkit[/\\]VOC2007.*download=True"):
         voc_dataset(tmp_path, "test", year="2007")
+
+
+def test_download_true_asks_torchvision_first(monkeypatch, tmp_path):
+    import ssd_tutorial.data.voc as voc_module
+
+    calls = []
+
+    def fake_voc_detection(root, year, image_set, download):  # stands in for torchvision: no network in tests
+        calls.append((root, year, image_set, download))
+
+    monkeypatch.setattr(voc_module, "VOCDetection", fake_voc_detection)
+    ds = voc_dataset(VOC_ROOT, "val", download=True)
+    assert calls == [(str(VOC_ROOT), "2012", "val", True)] and len(ds) == 1
+    voc_dataset(VOC_ROOT, "val")
+    assert len(calls) == 1  # download=False (the default) never calls it
+    with pytest.raises(FileNotFoundError, match="VOC root folder not found"):
+        voc_dataset(tmp_path / "nowhere", download=True)  # the fake downloaded nothing: the layout check still runs

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,10 @@ def _check_entries(dataset: dict, key: str, source: Path, needed: tuple[str, ...
             raise ValueError(f"{source}: {key}[{k}] needs the key(s) {missing}, got {entry!r:.120}")
         if not _is_int(entry["id"]):
             raise ValueError(f"{source}: {key}[{k}] 'id' must be an int, got {entry['id']!r}")
-    ids = [e["id"] for e in entries]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{source}: {key!r} repeats the id(s) {sorted({i for i in ids if ids.count(i) > 1})[:10]}")
+    counts = Counter(e["id"] for e in entries)
+    if len(counts) != len(entries):
+        repeated = sorted(i for i, n in counts.items() if n > 1)
+        raise ValueError(f"{source}: {key!r} repeats the id(s) {repeated[:10]}")
     return entries
 
 

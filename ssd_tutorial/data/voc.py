@@ -121,9 +121,9 @@ class VOCDataset(Dataset):
     """PASCAL VOC items as ``(image Tensor[3, H, W] float32 in [0, 1], target)``; see :func:`voc_dataset`."""
 
     def __init__(self, root: str | os.PathLike, image_set: str = "train",
-                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None, year: str = "2012",
-                 keep_difficult: bool = True, class_names: Sequence[str] | None = None,
-                 download: bool = False) -> None:  # fmt: skip
+                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+                 class_names: Sequence[str] | None = None, download: bool = False, year: str = "2012", *,
+                 keep_difficult: bool = True) -> None:  # fmt: skip
         year = str(year)
         if year not in _YEARS:
             raise ValueError(f"year must be one of {_YEARS}, got {year!r}")
@@ -192,8 +192,8 @@ class VOCDataset(Dataset):
 
 
 def voc_dataset(root: str | os.PathLike, image_set: str = "train",
-                transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None, year: str = "2012", *,
-                class_names: Sequence[str] | None = None, download: bool = False,
+                transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+                class_names: Sequence[str] | None = None, download: bool = False, year: str = "2012", *,
                 keep_difficult: bool = True) -> VOCDataset:  # fmt: skip
     """Detection data in the PASCAL VOC layout, ``root/VOCdevkit/VOC{year}``: real VOC or a VOC-XML export.
 
@@ -210,14 +210,14 @@ def voc_dataset(root: str | os.PathLike, image_set: str = "train",
         image_set: ``"train"``, ``"val"``, ``"trainval"`` (or ``"test"`` for 2007).
         transforms: optional ``(image, target) -> (image, target)`` v2-style callable (e.g. ``train_transforms(cfg)``);
             it gets a ``tv_tensors.Image`` (uint8) and ``BoundingBoxes``; its output is turned into plain tensors.
-        year: ``"2007"`` … ``"2012"`` (your own export goes in ``VOCdevkit/VOC2012`` by default).
         class_names: the C names, background first, used as given (an object with another name is an error).
             None reads every XML file of the split: if all the names found are PASCAL VOC classes the 20 VOC
             classes are used (``VOC_CLASSES``, the usual VOC labels); otherwise ``("__background__", *sorted
             names)``. Pass the train split's ``class_names`` to its val split, so that a class missing from
             one split cannot shift the labels of the other.
         download: True lets torchvision's ``VOCDetection(download=True)`` fetch the official archive into
-            ``root`` first (real VOC only; never used by the tests).
+            ``root`` first (real VOC only; the tests replace it by a fake and never download).
+        year: ``"2007"`` … ``"2012"`` (your own export goes in ``VOCdevkit/VOC2012`` by default).
         keep_difficult: False drops the boxes marked difficult (common for training).
 
     Raises:
@@ -226,4 +226,4 @@ def voc_dataset(root: str | os.PathLike, image_set: str = "train",
 
     Introduced in: 08_your_own_dataset.ipynb
     """
-    return VOCDataset(root, image_set, transforms, year, keep_difficult, class_names, download)
+    return VOCDataset(root, image_set, transforms, class_names, download, year, keep_difficult=keep_difficult)
