@@ -13,6 +13,11 @@ from torch import Tensor
 __all__ = ["cxcywh_to_xyxy", "xyxy_to_cxcywh", "encode_boxes", "decode_boxes"]
 
 
+# Largest scaled log size offset decode_boxes applies: a box at most 1000/16 = 62.5 times its anchor (torchvision's
+# BoxCoder clip, bbox_xform_clip = log(1000 / 16)).
+MAX_LOG_SIZE_OFFSET = math.log(1000.0 / 16)
+
+
 def _check_last_dim(boxes: Tensor, name: str) -> None:
     if not isinstance(boxes, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
@@ -108,24 +113,24 @@ def encode_boxes(gt_cxcywh: Tensor, anchors_cxcywh: Tensor, variances: tuple[flo
 def decode_boxes(deltas: Tensor, anchors_cxcywh: Tensor, variances: tuple[float, float]) -> Tensor:
     """Inverse of :func:`encode_boxes`: offsets + anchors -> boxes, Tensor[..., 4] cxcywh.
 
+    The scaled size offset ``delta_wh * variances[1]`` is capped at ``log(1000 / 16)`` before ``exp`` (as
+    torchvision's ``BoxCoder`` does), so a wild prediction of an untrained or diverging model gives a box at most
+    62.5× its anchor instead of an infinite one.
+
     Raises:
         ValueError: leading dims that do not broadcast, anchors that are not finite or have no width or
-            height, non-finite ``deltas``, or size offsets so large that ``exp`` overflows the dtype.
+            height, or non-finite ``deltas``.
     """
     _check_last_dim(deltas, "deltas")
     _check_last_dim(anchors_cxcywh, "anchors_cxcywh")
     v_center, v_size = _check_variances(variances)
     _leading_shape(deltas, anchors_cxcywh, "deltas", "anchors_cxcywh")
     _check_sizes(anchors_cxcywh, "anchors_cxcywh")
+    finite = torch.isfinite(deltas).all(dim=-1)  # [...]
+    if not bool(finite.all()):
+        raise ValueError(f"deltas must be finite, got {_first_bad_row(~finite, deltas)}")
     anchor_wh = anchors_cxcywh[..., 2:]
     center = anchors_cxcywh[..., :2] + deltas[..., :2] * v_center * anchor_wh
-    size = anchor_wh * torch.exp(deltas[..., 2:] * v_size)
+    size = anchor_wh * torch.exp((deltas[..., 2:] * v_size).clamp(max=MAX_LOG_SIZE_OFFSET))
     boxes = torch.cat([center, size], dim=-1)
-    finite = torch.isfinite(boxes).all(dim=-1)  # [...]
-    if not bool(finite.all()):
-        bad_deltas = ~torch.isfinite(deltas).all(dim=-1).expand_as(finite)
-        if bool(bad_deltas.any()):
-            raise ValueError(f"deltas must be finite, got {_first_bad_row(bad_deltas, deltas.expand_as(boxes))}")
-        raise ValueError(f"deltas decode to infinite boxes (exp of the size offset overflows {boxes.dtype}), "
-                         f"{_first_bad_row(~finite, deltas.expand_as(boxes))}")  # fmt: skip
     return boxes
