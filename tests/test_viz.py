@@ -130,9 +130,9 @@ def test_plot_anchor_shapes_one_panel_per_level():
 
 
 def test_split_package_reexports_every_public_name():
-    from ssd_tutorial.viz import anchors, datasets, evaluation, images, matching, training
+    from ssd_tutorial.viz import anchors, datasets, evaluation, features, images, matching, tiling, training
 
-    modules = (images, anchors, matching, training, evaluation, datasets)
+    modules = (images, anchors, tiling, features, matching, training, evaluation, datasets)
     names = [name for module in modules for name in module.__all__]
     assert sorted(names) == sorted(viz.__all__) and len(set(names)) == len(names)
     for module in modules:
