@@ -17,8 +17,6 @@ Introduced in: 01_constants.ipynb
 
 from __future__ import annotations
 
-import warnings
-
 from torch import Tensor
 
 from .anchors import (
@@ -52,11 +50,7 @@ __all__ = [
 
 
 def anchor_coverage(boxes_xyxy: Tensor, image_size: int | tuple[int, int]) -> Tensor:
-    """Deprecated name of :func:`pixel_anchor_counts` (kept until the notebooks use the new name).
-
-    Not to be confused with ``analysis.anchor_coverage`` (the fraction of boxes an anchor covers).
+    """Old name of :func:`pixel_anchor_counts`, kept (silently, outside ``__all__``) until the notebooks use the
+    new one; then it goes. Not to be confused with ``analysis.anchor_coverage`` (the share of boxes covered).
     """
-    message = ("viz.anchor_coverage was renamed viz.pixel_anchor_counts (per-pixel anchor counts); "
-               "analysis.anchor_coverage is the share of boxes covered")  # fmt: skip
-    warnings.warn(message, DeprecationWarning, stacklevel=2)
     return pixel_anchor_counts(boxes_xyxy, image_size)
