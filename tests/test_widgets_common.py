@@ -35,7 +35,7 @@ def test_rows_to_html_escapes_formats_and_aligns():
     assert [value for _, value in cells] == ["1", "0.12", "&lt;x&gt;", "2", "—", "y"]
     aligns = [re.search(r"text-align:(\w+)", style).group(1) for style, _ in cells]
     assert aligns == ["right", "right", "left", "right", "left", "left"]  # numbers right, text and "—" left
-    assert all("padding:2px 10px" in style for style, _ in cells)  # columns are spaced apart
+    assert all("padding:2px 6px" in style for style, _ in cells)  # columns are spaced apart
 
 
 def test_pairs_table_has_the_same_style_as_rows_table():
@@ -45,7 +45,7 @@ def test_pairs_table_has_the_same_style_as_rows_table():
     style = re.compile(r'<table class="[^"]*" style="([^"]*)">')
     assert style.search(pairs).group(1) == style.search(rows).group(1)
     cell = re.compile(r'<td style="padding:([^;]*);')
-    assert cell.search(pairs).group(1) == cell.search(rows).group(1) == "2px 10px"
+    assert cell.search(pairs).group(1) == cell.search(rows).group(1) == "2px 6px"
 
 
 def test_empty_rows_give_a_table_with_only_the_header():
@@ -199,3 +199,14 @@ def test_dropdowns_never_show_blank_and_pixel_sliders_step_usefully():
     assert level.label == "all levels" and positives.state["error"] is None
     level.value = 2
     assert "level 2" in positives.state["figure"].axes[0].get_title()
+
+
+def test_widget_figure_text_is_readable_at_the_size_shown():
+    pytest.importorskip("ipywidgets")
+    from matplotlib.text import Text
+
+    for box in _tiny_widgets():
+        texts = [t for t in box.state["figure"].findobj(Text) if t.get_visible() and t.get_text().strip()]
+        assert texts
+        small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() * common.DPI / 72 < 9.0]
+        assert small == [], f"{box.fallback_text}: text under 9 px: {small}"

@@ -53,8 +53,9 @@ FALLBACK_TEXT = "{title}: an interactive widget. Run this cell (and the ones abo
 # One style for every table, written inline: a widgets.HTML gets none of JupyterLab's table CSS, and inline
 # styles look the same in JupyterLab, VS Code and a browser test.
 _TABLE_STYLE = "border-collapse:collapse;font-size:13px;line-height:1.4;margin:4px 0"
-_HEAD_STYLE = "padding:3px 10px;border-bottom:1px solid #888;font-weight:600;white-space:nowrap"
-_CELL_STYLE = "padding:2px 10px;white-space:nowrap"
+_HEAD_STYLE = "padding:3px 6px;border-bottom:1px solid #888;font-weight:600;white-space:nowrap"
+_CELL_STYLE = "padding:2px 6px;white-space:nowrap"
+_ROW_HEAD_STYLE = _CELL_STYLE + ";font-weight:600"  # the quantity column of a (quantity, value) table
 _CAPTION_STYLE = "caption-side:top;text-align:left;padding:0 0 4px 0;font-size:13px"
 
 
@@ -66,9 +67,10 @@ def error_html(error: Exception | str) -> str:
     return f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'
 
 
-def _cell(tag: str, text: str, numeric: bool, extra_style: str = "") -> str:
-    style = (_HEAD_STYLE if tag == "th" else _CELL_STYLE) + (";text-align:right" if numeric else ";text-align:left")
-    return f'<{tag} style="{style}{extra_style}">{html.escape(text)}</{tag}>'
+def _cell(tag: str, text: str, numeric: bool, style: str = "") -> str:
+    style = (style or (_HEAD_STYLE if tag == "th" else _CELL_STYLE)) + (";text-align:right" if numeric else
+                                                                         ";text-align:left")  # fmt: skip
+    return f'<{tag} style="{style}">{html.escape(text)}</{tag}>'
 
 
 def _table(css_class: str, head: str, body: str, caption: str) -> str:
@@ -105,7 +107,8 @@ def pairs_to_html(pairs: Sequence[tuple[str, str]], css_class: str, caption: str
 
     Introduced in: 03_heads.ipynb
     """
-    body = "".join(f"<tr>{_cell('th', key, False)}{_cell('td', value, False)}</tr>" for key, value in pairs)
+    body = "".join(f"<tr>{_cell('th', key, False, _ROW_HEAD_STYLE)}{_cell('td', value, False)}</tr>"
+                   for key, value in pairs)  # fmt: skip
     return _table(css_class, "", body, caption)
 
 
