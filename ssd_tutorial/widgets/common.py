@@ -165,7 +165,7 @@ def show_figure(area: Any, fig: Figure, *, table: str = "", message: str = "") -
     Introduced in: 02_anchor_tiling.ipynb
     """
     png = figure_png(fig)
-    width, height = png_size(png)
+    width, _ = png_size(png)
     with area.image.hold_sync():
         area.image.value = png
         area.image.layout.width = f"{width}px"

@@ -1,9 +1,9 @@
-"""Widgets of 02_anchor_tiling.ipynb: the anchor explorer and the positive-anchors view.
+"""Widget of 02_anchor_tiling.ipynb: the anchor explorer (the positive-anchors widget is in ``nb02_positives``).
 
-The pictures and tables come from plain functions (:func:`anchor_explorer_view`,
-:func:`positive_anchors_view`) that take numbers and return ``(Figure, rows)``; the ``*_widget``
-builders only wire ipywidgets controls to them and show a message, not a traceback, for settings that
-make no sense (an aspect ratio <= 0, a scale that makes no box fit the image).
+The picture and the table come from a plain function (:func:`anchor_explorer_view`) that takes numbers and
+returns ``(Figure, rows)``; :func:`anchor_explorer_widget` only wires ipywidgets controls to it and shows a
+message, not a traceback, for settings that make no sense (an aspect ratio <= 0, a scale that makes no box fit
+the image).
 
 Introduced in: 02_anchor_tiling.ipynb
 """

@@ -56,7 +56,7 @@ def positive_anchors_view(preset: str | SSDConfig = "ssd512_voc", cx: float = 25
     """Which anchors of ``preset`` overlap the box (cx, cy, w, h) with IoU >= ``threshold``.
 
     Draws the box, the anchors at or above the threshold (of ``level`` only, or of every level when
-    ``level`` is None) coloured by level, the single best anchor in bold, and a bar chart of the counts.
+    ``level`` is None) coloured by level with their count in the legend, and the single best anchor in bold.
 
     Returns:
         ``(figure, rows)``: one row per level with keys ``level``, ``feature_map``, ``anchors`` (of that
