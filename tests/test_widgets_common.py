@@ -192,6 +192,8 @@ def test_dropdowns_never_show_blank_and_pixel_sliders_step_usefully():
         for control in box.controls.values():
             if isinstance(control, ipywidgets.Dropdown):
                 assert control.value is not None and control.label, (box.fallback_text, control.description)
+            if isinstance(control, (ipywidgets.IntSlider, ipywidgets.FloatSlider, ipywidgets.FloatLogSlider)):
+                assert "type an exact value" in control.tooltip, (box.fallback_text, control.description)
     positives = nb02_positives.positive_anchors_widget("ssd512_voc")
     for name in ("cx", "cy", "w", "h"):  # 512 px: 4 px per key press, and the tooltip says how to type a value
         assert positives.controls[name].step == 4.0 and "type" in positives.controls[name].tooltip

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import SSDConfig
-from .common import figure_area, pairs_to_html, redraw, widget_box
+from .common import figure_area, pairs_to_html, redraw, slider_tooltip, widget_box
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -283,11 +283,11 @@ def feature_map_explorer(model: nn.Module, images: Tensor | Sequence[Tensor], nu
     num_levels = model.cfg.num_levels
     cache: dict[int, list[Tensor]] = {}
     image_slider = widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image",
-                                     continuous_update=False)  # fmt: skip
+                                     continuous_update=False, tooltip=slider_tooltip("one image"))  # fmt: skip
     level_slider = widgets.IntSlider(value=0, min=0, max=num_levels - 1, description="level",
-                                     continuous_update=False)  # fmt: skip
+                                     continuous_update=False, tooltip=slider_tooltip("one level"))  # fmt: skip
     channel_slider = widgets.IntSlider(value=num_channels, min=1, max=8, description="channels",
-                                       continuous_update=False)  # fmt: skip
+                                       continuous_update=False, tooltip=slider_tooltip("one channel"))  # fmt: skip
     output = figure_area("ssd-feature-map-output", table_beside=False)
     state: dict[str, Any] = {"figure": None, "rows": None, "error": None}
 
