@@ -288,3 +288,54 @@ def wait_until_changed(read: Any, before: Any, timeout_s: float, what: str) -> A
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not change within {timeout_s} s")
         time.sleep(0.2)
+
+
+# In-page sampling of an output area's height while a widget updates: a ResizeObserver catches every change of
+# size, a 5 ms timer catches the moments in between (an Output cleared and refilled collapses for 140-170 ms).
+_START_SAMPLING = """(selector) => {
+    const widget = document.querySelector(selector);
+    const area = widget && widget.closest('.jp-Cell').querySelector('.jp-Cell-outputArea');
+    if (!area) return false;
+    const samples = [];
+    const record = () => samples.push(area.getBoundingClientRect().height);
+    const observer = new ResizeObserver(record);
+    observer.observe(area);
+    const timer = setInterval(record, 5);
+    window.__ssdHeights = {samples, stop: () => { clearInterval(timer); observer.disconnect(); }};
+    record();
+    return true;
+}"""
+_STOP_SAMPLING = """() => { const s = window.__ssdHeights; s.stop(); delete window.__ssdHeights; return s.samples; }"""
+
+
+def start_height_sampling(page: Any, selector: str) -> None:
+    """Start recording the height of the output area of the cell whose widget matches ``selector``."""
+    if not page.evaluate(_START_SAMPLING, selector):
+        raise AssertionError(f"no widget {selector} inside a notebook cell's output area")
+
+
+def stop_height_sampling(page: Any) -> list[float]:
+    """Stop the recording of :func:`start_height_sampling`; return the heights seen (CSS pixels)."""
+    return page.evaluate(_STOP_SAMPLING)
+
+
+def blank_selects(page: Any) -> list[str]:
+    """The description of every dropdown/select in the notebook's outputs that shows nothing (no option
+    selected, or an option with an empty label)."""
+    return page.evaluate("""() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) '
+        + '.jp-OutputArea select')].filter(s => s.selectedIndex < 0 || !s.options[s.selectedIndex].text.trim())
+        .map(s => (s.closest('.widget-inline-hbox, .widget-select') || s).innerText.trim() || '(no label)')""")
+
+
+def picture_geometry(page: Any, selector: str) -> dict[str, float]:
+    """For the first image inside ``selector``: its PNG's pixel width (``natural``) and the width it is drawn at
+    (``shown``); the height of the cell's whole output (controls, figure, table) and of the notebook's visible area
+    (``visible``)."""
+    return page.evaluate("""(selector) => {
+        const widget = document.querySelector(selector);
+        const img = widget.querySelector('img');
+        const area = widget.closest('.jp-Cell').querySelector('.jp-Cell-outputArea');
+        const panel = widget.closest('.jp-WindowedPanel-outer, .jp-Notebook');
+        return {natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
+                height: area.getBoundingClientRect().height, visible: panel.getBoundingClientRect().height};
+    }""", selector)  # fmt: skip

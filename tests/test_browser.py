@@ -1,5 +1,9 @@
 """The widgets work in a real browser: JupyterLab in headless Chromium runs 02 (and 07) and a slider redraws.
 
+On both screens a learner uses (1366x768 and 1920x1080; each page starts on one and moves to the other), the figure
+is shown at its PNG's size and fits with its controls and table in the visible notebook, the cell keeps its height
+while the widget redraws (its height is sampled every 5 ms), and no dropdown shows blank.
+
 Marker ``browser`` (``make test`` and CI run it). Needs Debian's ``chromium`` at /usr/bin/chromium and the
 ``playwright`` package: without them the test is skipped with the reason, except on CI (``CI=true``) where it
 fails. A temporary copy of notebooks/ is served, with each notebook's CI parameters appended to its parameters
@@ -24,15 +28,19 @@ import nbformat
 import pytest
 from browser_helpers import (
     CHROMIUM,
+    blank_selects,
     error_outputs,
     in_ci,
     lab_server,
     launch_chromium,
     open_notebook,
+    picture_geometry,
     press_on_slider,
     shut_down_kernels,
     slider_readout,
+    start_height_sampling,
     start_run_all,
+    stop_height_sampling,
     table_rows,
     wait_for_notebook,
     wait_until_changed,
@@ -48,10 +56,13 @@ pytestmark = pytest.mark.browser
 
 NB02 = "02_anchor_tiling.ipynb"
 NB07 = "07_evaluation_and_inference.ipynb"
+EXPLORER, THRESHOLDS = ".ssd-anchor-explorer", ".ssd-threshold-widget"
 RAISES = "zz_raises.ipynb"  # a notebook that fails on purpose: the error checks can fail
 RUN_TIMEOUT_S = 60.0  # one notebook at CI parameters (≤ 20 s of compute on 2 cores, plus the kernel start)
 REDRAW_TIMEOUT_S = 20.0
-VIEWPORT = {"width": 1400, "height": 1000}
+SMALL = {"width": 1366, "height": 768}  # the two screens a learner uses: each widget is checked on both
+LARGE = {"width": 1920, "height": 1080}
+VIEWPORTS = {RAISES: SMALL, NB02: SMALL, NB07: LARGE}  # each page starts on one and moves to the other
 
 
 def _sync_playwright() -> Callable:
@@ -132,7 +143,7 @@ def started(lab, browser):
     contexts, pages = [], {}
     try:
         for name in names:
-            contexts.append(browser.new_context(viewport=VIEWPORT))
+            contexts.append(browser.new_context(viewport=VIEWPORTS[name]))
             pages[name] = contexts[-1].new_page()
             open_notebook(pages[name], server, name, wait=False)
         for name, page in pages.items():
@@ -181,6 +192,32 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
+def _check_picture_fits(page, selector: str, what: str) -> None:
+    """The figure is drawn at its PNG's size (not stretched or shrunk) and, with its controls and table, fits in
+    the notebook's visible height."""
+    size = page.viewport_size
+    geometry = picture_geometry(page, selector)
+    print(f"{what} at {size['width']}x{size['height']}: {geometry}")
+    assert abs(geometry["shown"] - geometry["natural"]) <= 1, f"{what}: the figure is scaled ({geometry})"
+    assert geometry["height"] <= geometry["visible"], f"{what}: controls, figure and table need scrolling ({geometry})"
+
+
+def _press_keeps_height(page, selector: str, press: Callable[[], None], wait: Callable[[], object],
+                        what: str) -> object:  # fmt: skip
+    """Press a key on a slider and wait for the redraw, sampling the height of the widget's output area all the
+    while; the cell must keep its height (an Output cleared then refilled collapses for 140-170 ms)."""
+    page.bring_to_front()
+    start_height_sampling(page, selector)
+    press()
+    result = wait()
+    time.sleep(0.3)  # the new image decodes; a late collapse would show here
+    heights = stop_height_sampling(page)
+    print(f"{what}: {len(heights)} height samples, {min(heights):.1f} … {max(heights):.1f} px")
+    assert len(heights) >= 10, f"{what}: too few height samples ({heights})"
+    assert max(heights) - min(heights) <= 1.0, f"{what}: the cell's height changed during the update: {heights}"
+    return result
+
+
 def test_an_error_in_a_cell_is_seen(lab, started):
     server, page = lab[0], started[RAISES]
     prompts = wait_until_done(page, server, RAISES, RUN_TIMEOUT_S)
@@ -214,15 +251,21 @@ def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
         output.locator("img").first.wait_for(timeout=REDRAW_TIMEOUT_S * 1000)
         table = output.locator(".ssd-anchor-table")
         assert table.count() == 1, "the explorer shows no table (.ssd-anchor-table)"
+        assert blank_selects(page) == [], "a dropdown shows no value"
         level, row, col = (int(slider_readout(explorer, label)) for label in ("level", "row i (y)", "col j (x)"))
         src_before, rows_before = _image_src(output), table_rows(table)
         picture_before = output.locator("img").first.screenshot()
+        _check_picture_fits(page, EXPLORER, "the explorer")
         shot("explorer_before")
 
         pressed = time.monotonic()
-        press_on_slider(explorer, "col j (x)", "ArrowRight")
-        src_after = wait_until_changed(lambda: _image_src(output), src_before, REDRAW_TIMEOUT_S, "the explorer figure")
-        rows_after = wait_until_changed(lambda: table_rows(table), rows_before, REDRAW_TIMEOUT_S, "the table")
+
+        def redrawn() -> tuple[str, list[list[str]]]:
+            src = wait_until_changed(lambda: _image_src(output), src_before, REDRAW_TIMEOUT_S, "the explorer figure")
+            return src, wait_until_changed(lambda: table_rows(table), rows_before, REDRAW_TIMEOUT_S, "the table")
+
+        src_after, rows_after = _press_keeps_height(page, EXPLORER, lambda: press_on_slider(
+            explorer, "col j (x)", "ArrowRight"), redrawn, f"{NB02} explorer at 1366x768")  # fmt: skip
         print(f"{NB02}: explorer redrawn {time.monotonic() - pressed:.1f} s after the key press")
         shot("explorer_after")
 
@@ -240,6 +283,15 @@ def test_anchor_explorer_redraws_when_a_slider_moves(lab, started):
         caption = table.locator("caption").inner_text()
         assert f"col {col + 1})" in caption, caption
         assert f"centre ({(col + 1.5) * step:.1f}, {(row + 0.5) * step:.1f}) px" in caption, caption
+
+        page.set_viewport_size(LARGE)  # the same session on the large screen
+        output.scroll_into_view_if_needed()
+        _check_picture_fits(page, EXPLORER, "the explorer")
+        _press_keeps_height(page, EXPLORER, lambda: press_on_slider(explorer, "col j (x)", "ArrowRight"),
+                            lambda: wait_until_changed(lambda: _image_src(output), src_after, REDRAW_TIMEOUT_S,
+                                                       "the explorer figure"), f"{NB02} explorer at 1920x1080")
+        assert slider_readout(explorer, "col j (x)") == str(col + 2)
+        shot("explorer_large")
 
 
 def test_threshold_widget_redraws_when_a_slider_moves(lab, started):
@@ -259,15 +311,21 @@ def test_threshold_widget_redraws_when_a_slider_moves(lab, started):
         def read_numbers() -> dict[str, str]:
             return {row[0]: row[1] for row in table_rows(numbers) if len(row) == 2}
 
+        assert blank_selects(page) == [], "a dropdown shows no value"
         score = float(slider_readout(widget, "score threshold"))
         src_before, numbers_before = _image_src(widget), read_numbers()
         picture_before = widget.locator("img").first.screenshot()
+        _check_picture_fits(page, THRESHOLDS, "the threshold widget")
         shot("threshold_before")
 
         pressed = time.monotonic()
-        press_on_slider(widget, "score threshold", "ArrowRight")
-        src_after = wait_until_changed(lambda: _image_src(widget), src_before, REDRAW_TIMEOUT_S, "the detections")
-        numbers_after = wait_until_changed(read_numbers, numbers_before, REDRAW_TIMEOUT_S, "the numbers")
+
+        def redrawn() -> tuple[str, dict[str, str]]:
+            src = wait_until_changed(lambda: _image_src(widget), src_before, REDRAW_TIMEOUT_S, "the detections")
+            return src, wait_until_changed(read_numbers, numbers_before, REDRAW_TIMEOUT_S, "the numbers")
+
+        src_after, numbers_after = _press_keeps_height(page, THRESHOLDS, lambda: press_on_slider(
+            widget, "score threshold", "ArrowRight"), redrawn, f"{NB07} thresholds at 1920x1080")  # fmt: skip
         print(f"{NB07}: threshold widget redrawn {time.monotonic() - pressed:.1f} s after the key press")
         shot("threshold_after")
 
@@ -282,3 +340,11 @@ def test_threshold_widget_redraws_when_a_slider_moves(lab, started):
         tp_fp_before = [int(v) for v in numbers_before["true / false positives"].split("/")]
         tp_fp_after = [int(v) for v in numbers_after["true / false positives"].split("/")]
         assert all(a <= b for a, b in zip(tp_fp_after, tp_fp_before)), (tp_fp_before, tp_fp_after)
+
+        page.set_viewport_size(SMALL)  # the same session on the small screen
+        widget.scroll_into_view_if_needed()
+        _check_picture_fits(page, THRESHOLDS, "the threshold widget")
+        _press_keeps_height(page, THRESHOLDS, lambda: press_on_slider(widget, "NMS IoU", "ArrowLeft"),
+                            lambda: wait_until_changed(lambda: _image_src(widget), src_after, REDRAW_TIMEOUT_S,
+                                                       "the detections"), f"{NB07} thresholds at 1366x768")
+        shot("threshold_small")

@@ -20,7 +20,7 @@ from ssd_tutorial import widgets  # noqa: E402
 from ssd_tutorial.anchors import default_boxes  # noqa: E402
 from ssd_tutorial.boxes import cxcywh_to_xyxy  # noqa: E402
 from ssd_tutorial.config import SSD300_VOC, SSD512_VOC, TINY_SHAPES  # noqa: E402
-from ssd_tutorial.widgets import nb02  # noqa: E402
+from ssd_tutorial.widgets import common, nb02, nb02_positives  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -29,9 +29,10 @@ def _no_pyplot_figures():
     assert plt.get_fignums() == [], "library code must not leave pyplot figures behind"
 
 
-def test_reexported_from_widgets_package():
-    for name in nb02.__all__:
-        assert getattr(widgets, name) is getattr(nb02, name)
+@pytest.mark.parametrize("module", [nb02, nb02_positives])
+def test_reexported_from_widgets_package(module):
+    for name in module.__all__:
+        assert getattr(widgets, name) is getattr(module, name)
         assert name in widgets.__all__
 
 
@@ -136,7 +137,7 @@ def test_explorer_iou_hand_worked():
                        torch.tensor([gt]))[:, 0]  # fmt: skip
     assert [r["iou"] for r in rows] == pytest.approx(expected.tolist())
     assert len(_rects(fig)) == 1 + 6 + 2  # cell, anchors, gt drawn twice (white under dashed)
-    assert any("ground truth" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    assert any("ground truth" in t.get_text() for t in fig.legends[0].get_texts())
 
 
 def test_explorer_fits_flags_large_rectangles():
@@ -173,7 +174,7 @@ def test_explorer_is_deterministic_and_draws_the_image():
 
 def test_positives_match_an_independent_iou_count():
     box = (200.0, 180.0, 93.0, 93.0)
-    fig, rows = nb02.positive_anchors_view("ssd512_voc", *box)
+    fig, rows = nb02_positives.positive_anchors_view("ssd512_voc", *box)
     ious = box_iou(cxcywh_to_xyxy(default_boxes(SSD512_VOC)), cxcywh_to_xyxy(torch.tensor([box])))[:, 0]
     per_level = torch.split(ious, list(SSD512_VOC.anchors_per_level))
     assert [r["positives"] for r in rows] == [int((p >= 0.5).sum()) for p in per_level]
@@ -190,24 +191,24 @@ def test_positives_match_an_independent_iou_count():
 
 def test_positives_box_equal_to_an_anchor():
     cx, cy, w, h = default_boxes(SSD512_VOC)[23134].tolist()
-    _, rows = nb02.positive_anchors_view("ssd512_voc", cx, cy, w, h, threshold=1.0)
+    _, rows = nb02_positives.positive_anchors_view("ssd512_voc", cx, cy, w, h, threshold=1.0)
     assert rows[2]["best_index"] == 23134 and rows[2]["best_iou"] == pytest.approx(1.0)
     assert [r["positives"] for r in rows] == [0, 0, 1, 0, 0, 0, 0]
 
 
 def test_positives_level_filter_and_threshold():
     box = (256.0, 256.0, 160.0, 120.0)
-    fig, rows = nb02.positive_anchors_view("ssd512_voc", *box, level=2, threshold=0.3)
-    _, rows_all = nb02.positive_anchors_view("ssd512_voc", *box, threshold=0.3)
+    fig, rows = nb02_positives.positive_anchors_view("ssd512_voc", *box, level=2, threshold=0.3)
+    _, rows_all = nb02_positives.positive_anchors_view("ssd512_voc", *box, threshold=0.3)
     assert rows == rows_all  # the table always covers every level
     polys = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
     assert sum(len(c.get_paths()) for c in polys) == rows[2]["positives"] > 0
-    _, strict = nb02.positive_anchors_view("ssd512_voc", *box, threshold=0.7)
+    _, strict = nb02_positives.positive_anchors_view("ssd512_voc", *box, threshold=0.7)
     assert all(s["positives"] <= r["positives"] for s, r in zip(strict, rows))
 
 
 def test_positives_box_outside_the_image_has_none():
-    _, rows = nb02.positive_anchors_view("ssd512_voc", -2000.0, -2000.0, 50.0, 50.0)
+    _, rows = nb02_positives.positive_anchors_view("ssd512_voc", -2000.0, -2000.0, 50.0, 50.0)
     assert all(r["positives"] == 0 and r["best_iou"] == 0.0 for r in rows)
 
 
@@ -218,18 +219,14 @@ def test_positives_box_outside_the_image_has_none():
                                             ({"image": torch.zeros(3, 10, 10)}, r"\[3, 512, 512\]")])
 def test_positives_bad_settings(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
-        nb02.positive_anchors_view("ssd512_voc", **kwargs)
+        nb02_positives.positive_anchors_view("ssd512_voc", **kwargs)
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
 
 
-def test_rows_to_html_escapes_and_formats():
-    rows = [{"a": 1, "b": 0.12345, "c": "<x>"}, {"a": 2, "b": None, "c": "y"}]
-    text = nb02.rows_to_html(rows, [("a", "A", ""), ("b", "B & co", ".2f"), ("c", "C", "")], "my-table", caption="cap")
-    assert text.startswith('<table class="my-table">') and "<caption>cap</caption>" in text
-    assert "<th>B &amp; co</th>" in text and "<td>0.12</td>" in text and "&lt;x&gt;" in text and "<td>—</td>" in text
-    assert text.count("<tr>") == 3
+def test_rows_to_html_is_the_shared_table():
+    assert nb02.rows_to_html is common.rows_to_html  # still importable from nb02 (tested in test_widgets_common)
 
 
 def test_sample_shapes_image_returns_largest_box():
@@ -254,9 +251,10 @@ def test_anchor_explorer_widget_updates_and_reports_errors():
     assert "ssd-anchor-explorer" in box.output._dom_classes
     assert all(getattr(c, "continuous_update", False) is False for n, c in controls.items() if n != "preset")
     assert state["error"] is None and [r["index"] for r in state["rows"]][0] == 16 * 16 * 4 + (2 * 8 + 3) * 6
-    image, text = box.output.children
-    assert image.value[:2] == b"\xff\xd8" and 'class="ssd-anchor-table"' in text.value  # a JPEG and the table
-    assert f"<td>{state['rows'][0]['index']}</td>" in text.value
+    image, text, message = box.output.image, box.output.table, box.output.message
+    assert image.value[:4] == b"\x89PNG" and 'ssd-anchor-table"' in text.value  # a PNG and the table
+    assert f">{state['rows'][0]['index']}</td>" in text.value
+    assert image.layout.width == f"{common.png_size(image.value)[0]}px"  # shown at the size it was drawn
     first_figure, first_bytes = state["figure"], image.value
 
     controls["col"].value = 4
@@ -265,10 +263,11 @@ def test_anchor_explorer_widget_updates_and_reports_errors():
 
     controls["ratios"].value = "2, -1"
     assert state["rows"] is None and "> 0" in state["error"]
-    assert image.layout.display == "none" and "ssd-widget-error" in text.value and "&gt; 0" in text.value
+    assert "ssd-widget-error" in message.value and "&gt; 0" in message.value
+    assert box.output.body.layout.visibility == "hidden"  # hidden, but keeps its place: nothing below moves
     controls["ratios"].value = "3"
     assert state["error"] is None and [r["shape"] for r in state["rows"]][2:] == ["3:1", "1:3"]
-    assert image.layout.display is None and "ssd-anchor-table" in text.value
+    assert box.output.body.layout.visibility is None and "ssd-anchor-table" in text.value and message.value == ""
 
     controls["level"].value = 4  # 1x1 map: row/col clamp to 0, ratios reset to the preset's
     assert controls["row"].max == 0 and controls["row"].value == 0 and controls["ratios"].value == "2"
@@ -291,13 +290,15 @@ def test_anchor_explorer_widget_rejects_bad_start():
 
 
 def test_positive_anchors_widget_updates():
-    box = nb02.positive_anchors_widget("tiny_shapes", seed=0, index=0, box_cxcywh=(64.0, 64.0, 40.0, 40.0))
+    box = nb02_positives.positive_anchors_widget("tiny_shapes", seed=0, index=0, box_cxcywh=(64.0, 64.0, 40.0, 40.0))
     controls, state = box.controls, box.state
     assert "ssd-positive-anchors" in box.output._dom_classes
-    image, text = box.output.children
-    assert 'class="ssd-positive-table"' in text.value
+    image, text = box.output.image, box.output.table
+    assert 'ssd-positive-table"' in text.value
+    assert controls["level"].value == nb02_positives.ALL_LEVELS and controls["level"].label == "all levels"
+    assert all(controls[name].step == 1.0 for name in ("cx", "cy", "w", "h"))  # 128 px image: 1 px per key press
     before, before_bytes = [r["positives"] for r in state["rows"]], image.value
-    expected = nb02.positive_anchors_view(TINY_SHAPES, 64.0, 64.0, 40.0, 40.0)[1]
+    expected = nb02_positives.positive_anchors_view(TINY_SHAPES, 64.0, 64.0, 40.0, 40.0)[1]
     assert state["rows"] == expected
     controls["w"].value = 100.0
     controls["h"].value = 100.0
@@ -305,4 +306,4 @@ def test_positive_anchors_widget_updates():
     controls["level"].value = 1
     controls["threshold"].value = 0.3
     assert state["error"] is None
-    assert state["rows"] == nb02.positive_anchors_view(TINY_SHAPES, 64.0, 64.0, 100.0, 100.0, 1, 0.3)[1]
+    assert state["rows"] == nb02_positives.positive_anchors_view(TINY_SHAPES, 64.0, 64.0, 100.0, 100.0, 1, 0.3)[1]

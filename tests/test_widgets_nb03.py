@@ -188,40 +188,24 @@ def test_feature_map_view_rows_and_errors(tiny):
             nb03.feature_map_view(features, image, level, num_channels=channels)
 
 
-def _recording_display(monkeypatch):
-    """Record what the widgets show (through ``show_in``, which fills the Output widget's state)."""
-    shown = []
-    real_show_in = nb03.show_in
-
-    def recording_show_in(out, *items):
-        shown.extend(items)
-        real_show_in(out, *items)
-
-    monkeypatch.setattr(nb03, "show_in", recording_show_in)
-    return shown
-
-
-def test_feature_map_explorer_updates_and_shows_errors_inside(tiny, monkeypatch):
-    import IPython.display
+def test_feature_map_explorer_updates_and_shows_errors_inside(tiny):
+    from ssd_tutorial.widgets.common import png_size
 
     model, image = tiny
-    shown = _recording_display(monkeypatch)
     widget = nb03.feature_map_explorer(model, torch.stack([image, image.flip(-1)]))
     assert "ssd-feature-map-explorer" in widget._dom_classes
-    assert any(isinstance(o, IPython.display.Image) for o in shown)
-    tables = [o.data for o in shown if isinstance(o, IPython.display.HTML)]
-    assert tables and "ssd-feature-map-table" in tables[-1] and "[64, 16, 16]" in tables[-1]
-    figure, table = widget.children[1].outputs  # the Output widget's state: a PNG and the table
-    assert figure["data"]["image/png"] and "ssd-feature-map-table" in table["data"]["text/html"]
-    sliders = widget.children[0].children
-    shown.clear()
-    sliders[1].value = 3  # level
-    assert "[128, 2, 2]" in [o.data for o in shown if isinstance(o, IPython.display.HTML)][-1]
-    shown.clear()
-    sliders[2].value = 1  # channels
-    assert any(isinstance(o, IPython.display.Image) for o in shown)
+    area = widget.output
+    assert area.image.value[:4] == b"\x89PNG" and area.image.layout.width == f"{png_size(area.image.value)[0]}px"
+    assert "ssd-feature-map-table" in area.table.value and "[64, 16, 16]" in area.table.value
+    assert widget.state["figure"] is not None and widget.state["error"] is None
+    first = area.image.value
+    widget.controls["level"].value = 3
+    assert "[128, 2, 2]" in area.table.value and area.image.value != first
+    widget.controls["channels"].value = 1
+    assert len([ax for ax in widget.state["figure"].axes if ax.images]) == 3  # image, mean, one channel
+    assert widget.children[0].children == (widget.controls["image"], widget.controls["level"],
+                                           widget.controls["channels"])  # fmt: skip
 
     bad = nb03.feature_map_explorer(model, [image[:, :64, :64]])  # wrong size: a message, not a traceback
-    errors = [o.data for o in shown if isinstance(o, IPython.display.HTML) and "ssd-widget-error" in o.data]
-    assert errors and "Tensor[3, 128, 128]" in errors[-1]
-    assert "ssd-feature-map-explorer" in bad._dom_classes
+    assert "ssd-widget-error" in bad.output.message.value and "Tensor[3, 128, 128]" in bad.output.message.value
+    assert bad.state["error"] and "ssd-feature-map-explorer" in bad._dom_classes

@@ -129,17 +129,7 @@ def test_box_coding_view_hand_worked():
         nb04.box_coding_view([0, 0, 10], [1, 0, 10, 10])
 
 
-def test_anchor_prediction_explorer_follows_the_level(monkeypatch):
-    import IPython.display
-
-    shown = []
-    real_show_in = nb04.show_in
-
-    def recording_show_in(out, *items):
-        shown.extend(items)
-        real_show_in(out, *items)
-
-    monkeypatch.setattr(nb04, "show_in", recording_show_in)
+def test_anchor_prediction_explorer_follows_the_level():
     torch.manual_seed(0)
     model = build_ssd(TINY_SHAPES).eval()
     image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(3))
@@ -147,15 +137,15 @@ def test_anchor_prediction_explorer_follows_the_level(monkeypatch):
     assert "ssd-anchor-prediction-explorer" in widget._dom_classes
     (level, row), (col, k) = widget.children[0].children, widget.children[1].children
     assert (row.max, col.max, k.max) == (15, 15, 3)
-    tables = [o.data for o in shown if isinstance(o, IPython.display.HTML)]
-    assert "ssd-anchor-prediction-table" in tables[-1] and "<td>0</td>" in tables[-1]
-    (figure, table) = widget.children[2].outputs  # the Output widget's state: a PNG and the table
-    assert figure["data"]["image/png"] and "ssd-anchor-prediction-table" in table["data"]["text/html"]
+    area = widget.output
+    assert "ssd-anchor-prediction-table" in area.table.value and ">0</td>" in area.table.value
+    assert area.image.value[:4] == b"\x89PNG"
+    drawn = []
+    area.image.observe(lambda change: drawn.append(change["new"]), names="value")
     row.value, col.value = 15, 15
-    shown.clear()
+    drawn.clear()
     level.value = 2  # 4x4 map with 6 anchors per location: the row/col sliders clamp to 3
     assert (row.max, col.max, k.max) == (3, 3, 5) and (row.value, col.value) == (3, 3)
-    images = [o for o in shown if isinstance(o, IPython.display.Image)]
-    assert len(images) == 1  # drawn once for the level change, not once per clamped slider
+    assert len(drawn) == 1  # drawn once for the level change, not once per clamped slider
     index = nb04.anchor_index(TINY_SHAPES, 2, 3, 3, 0)
-    assert f"<td>{index}</td>" in [o.data for o in shown if isinstance(o, IPython.display.HTML)][-1]
+    assert f">{index}</td>" in area.table.value

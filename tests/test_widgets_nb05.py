@@ -118,11 +118,13 @@ def test_widget_output_holds_picture_and_table_or_the_error():
     pytest.importorskip("ipywidgets")
     image, boxes, labels = _image_and_boxes()
     widget = nb05.matching_widget(image, boxes, ANCHORS, labels=labels)
-    outputs = widget.output.outputs
-    assert len(outputs) == 2
-    assert outputs[0]["data"]["image/png"]  # the figure, as a PNG
-    assert 'class="ssd-matching-table"' in outputs[1]["data"]["text/html"]
-    assert "ssd-matching-widget" in widget.output._dom_classes
+    area = widget.output
+    assert area.image.value[:4] == b"\x89PNG"  # the figure, as a PNG
+    assert 'ssd-matching-table"' in area.table.value and area.message.value == ""
+    assert "ssd-matching-widget" in area._dom_classes
+    picture = area.image.value
     widget.controls["threshold"].value = 0.0
-    (only,) = widget.output.outputs
-    assert "ssd-widget-error" in only["data"]["text/html"] and "iou_threshold" in only["data"]["text/html"]
+    assert "ssd-widget-error" in area.message.value and "iou_threshold" in area.message.value
+    assert area.body.layout.visibility == "hidden" and area.image.value == picture  # keeps its place
+    widget.controls["threshold"].value = 0.5
+    assert area.message.value == "" and area.body.layout.visibility is None

@@ -96,7 +96,7 @@ def test_numbers_to_html_has_the_class_and_values():
     images, loc, logits, targets = _scene()
     _, numbers = nb07.threshold_view(images, loc, logits, targets, CFG)
     page = nb07.numbers_to_html(numbers)
-    assert 'class="ssd-threshold-numbers"' in page and "2 / 0" in page and "1.000 of 2 boxes" in page
+    assert 'ssd-threshold-numbers"' in page and "2 / 0" in page and "1.000 of 2 boxes" in page
 
 
 def test_widget_wires_sliders_and_shows_errors_inside():
@@ -109,8 +109,8 @@ def test_widget_wires_sliders_and_shows_errors_inside():
     assert all(c.continuous_update is False for c in box.controls.values())
     box.controls["nms"].value = 0.6
     assert box.state["numbers"]["false_positives"] == 1 and "2 / 1" in box.numbers.value
-    (figure,) = box.children[-1].outputs  # drawn into the Output widget's state as a PNG (no output capture)
-    assert figure["data"]["image/png"]
+    image = box.output.image  # the figure as a PNG in an Image widget, swapped on every update
+    assert image.value[:4] == b"\x89PNG" and image.layout.width == "920px"
     broken = nb07.threshold_widget(images, loc, logits, targets, CFG, shown=[5])
     assert broken.state["figure"] is None and "shown must list" in broken.state["error"]
-    assert "ssd-widget-error" in broken.numbers.value
+    assert "ssd-widget-error" in broken.output.message.value

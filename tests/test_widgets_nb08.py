@@ -82,13 +82,14 @@ def test_widget_updates_and_shows_errors_inside():
     assert first == anchor_coverage(boxes, TINY_SHAPES)["overall"] and box.state["error"] is None
     box.controls["ratios"].value = "0, 2"
     assert box.state["rows"] is None and "aspect ratio must be a finite number > 0" in box.state["error"]
-    (message,) = box.children[-1].outputs  # the error is shown inside the widget
-    assert "aspect ratio must be a finite number" in message["data"]["text/html"]
+    assert "aspect ratio must be a finite number" in box.output.message.value  # shown inside the widget
+    assert box.output.body.layout.visibility == "hidden"
     box.controls["ratios"].value = ""
     assert box.state["error"] is None
     assert box.state["rows"][-1]["anchors"] == 2 * (256 + 64 + 16 + 4 + 1)  # squares only: 2 per location
-    figure, table = box.children[-1].outputs
-    assert figure["data"]["image/png"] and "<table" in table["data"]["text/html"]
+    assert box.output.message.value == "" and box.output.body.layout.visibility is None
+    assert box.output.image.value[:4] == b"\x89PNG" and box.output.image.layout.width == "920px"
+    assert "<table" in box.output.table.value and "ssd-coverage-table" in box.output.table.value
 
 
 def test_size_panel_marks_every_level_square_near_the_data():

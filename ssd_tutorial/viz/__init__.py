@@ -5,6 +5,8 @@ One module per topic; every public name is re-exported here, so ``from ssd_tutor
 
 - ``images``: ``new_figure``, ``palette_color``, ``show_image``, ``draw_boxes``
 - ``anchors``: anchor counts, box sizes and shapes, level grids, ``pixel_anchor_counts`` and its heatmaps
+- ``tiling``: the anchors of one location, the anchors that overlap a box (the widgets of 02)
+- ``features``: ``plot_feature_maps`` (03)
 - ``matching``: ``draw_matches``, ``plot_anchor_values`` (05)
 - ``training``: ``plot_history`` (06)
 - ``evaluation``: ``plot_detections``, ``plot_pr_curves`` (07)
@@ -14,8 +16,6 @@ Introduced in: 01_constants.ipynb
 """
 
 from __future__ import annotations
-
-import warnings
 
 from torch import Tensor
 
@@ -30,14 +30,18 @@ from .anchors import (
 )
 from .datasets import draw_box_shapes, plot_box_shapes
 from .evaluation import plot_detections, plot_pr_curves
+from .features import plot_feature_maps
 from .images import draw_boxes, new_figure, palette_color, show_image
 from .matching import draw_matches, plot_anchor_values
+from .tiling import draw_ground_truth, plot_location_anchors, plot_positive_anchors
 from .training import plot_history
 
 __all__ = [
     "new_figure", "palette_color", "show_image", "draw_boxes",
     "plot_anchor_counts", "plot_box_sizes", "plot_anchor_shapes", "draw_level_grid", "pixel_anchor_counts",
     "plot_level_grids", "plot_anchor_coverage",
+    "draw_ground_truth", "plot_location_anchors", "plot_positive_anchors",
+    "plot_feature_maps",
     "draw_matches", "plot_anchor_values",
     "plot_history",
     "plot_detections", "plot_pr_curves",
@@ -46,11 +50,7 @@ __all__ = [
 
 
 def anchor_coverage(boxes_xyxy: Tensor, image_size: int | tuple[int, int]) -> Tensor:
-    """Deprecated name of :func:`pixel_anchor_counts` (kept until the notebooks use the new name).
-
-    Not to be confused with ``analysis.anchor_coverage`` (the fraction of boxes an anchor covers).
+    """Old name of :func:`pixel_anchor_counts`, kept (silently, outside ``__all__``) until the notebooks use the
+    new one; then it goes. Not to be confused with ``analysis.anchor_coverage`` (the share of boxes covered).
     """
-    message = ("viz.anchor_coverage was renamed viz.pixel_anchor_counts (per-pixel anchor counts); "
-               "analysis.anchor_coverage is the share of boxes covered")  # fmt: skip
-    warnings.warn(message, DeprecationWarning, stacklevel=2)
     return pixel_anchor_counts(boxes_xyxy, image_size)

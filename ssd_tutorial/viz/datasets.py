@@ -79,7 +79,7 @@ def draw_box_shapes(
     ax.set_xlabel("box width w (px)")
     ax.set_ylabel("box height h (px)")
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("box sizes (dotted: w/h = 1/3, 1/2, 1, 2, 3)", fontsize=9)
+    ax.set_title("box sizes\n(dotted: w/h = 1/3, 1/2, 1, 2, 3)", fontsize=8)
     return ax
 
 

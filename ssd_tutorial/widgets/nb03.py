@@ -8,7 +8,6 @@ Introduced in: 03_heads.ipynb
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import SSDConfig
-from ._output import figure_png, show_in
+from .common import figure_area, pairs_to_html, redraw, slider_tooltip, widget_box
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -236,7 +235,7 @@ def feature_map_view(features: Sequence[Tensor], image: Tensor, level: int,
 
     Introduced in: 03_heads.ipynb
     """
-    from .. import viz
+    from ..viz import plot_feature_maps
 
     L = len(features)
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < L:
@@ -249,34 +248,11 @@ def feature_map_view(features: Sequence[Tensor], image: Tensor, level: int,
         raise ValueError(f"num_channels must be an int in [1, {min(C, 8)}], got {num_channels!r}")
     S = int(image.shape[-1])
     step = S / W
-    extent = (0, S, S, 0)  # left, right, bottom, top: the map covers the image, origin top-left
     mean_abs = feature.abs().mean(dim=0)  # [H, W]
     channels = _top_channels(feature, num_channels)
 
-    fig = viz.new_figure((3.0 * (2 + num_channels), 3.4))
-    ax = fig.add_subplot(1, 2 + num_channels, 1)
-    viz.show_image(ax, image)
-    if W <= 32:
-        for t in range(1, W):
-            ax.axvline(t * step, color="white", linewidth=0.5, alpha=0.6)
-            ax.axhline(t * step, color="white", linewidth=0.5, alpha=0.6)
-    ax.set_title(f"image, level {level} grid {H}x{W}\n(step {step:g} px)", fontsize=9)
-    ax.set_xlabel("x (px)")
-    ax.set_ylabel("y (px)")
-
-    ax = fig.add_subplot(1, 2 + num_channels, 2)
-    viz.show_image(ax, image)
-    shown = ax.imshow(mean_abs.numpy(), extent=extent, cmap="magma", alpha=0.6, interpolation="nearest")
-    fig.colorbar(shown, ax=ax, shrink=0.7, label="mean |activation|")
-    ax.set_title(f"mean |activation| over {C} channels", fontsize=9)
-    ax.set_xlabel("x (px)")
-    for index, channel in enumerate(channels):
-        ax = fig.add_subplot(1, 2 + num_channels, 3 + index)
-        shown = ax.imshow(feature[channel].numpy(), extent=extent, cmap="viridis", interpolation="nearest")
-        fig.colorbar(shown, ax=ax, shrink=0.7)
-        ax.set_title(f"channel {channel}", fontsize=9)
-        ax.set_xlabel("x (px)")
-    fig.suptitle(f"Source {level}: {C} channels x {H}x{W} cells")
+    fig = plot_feature_maps(image, feature, channels, title=f"Source {level}: {C} channels x {H}x{W} cells",
+                            grid_title=f"image, level {level} grid {H}x{W}")
 
     rows = [
         ("level", str(level)),
@@ -290,18 +266,6 @@ def feature_map_view(features: Sequence[Tensor], image: Tensor, level: int,
     return fig, rows
 
 
-def _figure_png(fig: Figure) -> bytes:
-    png = figure_png(fig, dpi=80)
-    fig.clf()  # free the artists; the Figure is not in pyplot's registry, so nothing else holds it
-    return png
-
-
-def _html_table(rows: Sequence[tuple[str, str]], css_class: str) -> str:
-    body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                   for k, v in rows)  # fmt: skip
-    return f"<table class='{css_class}'>{body}</table>"
-
-
 def feature_map_explorer(model: nn.Module, images: Tensor | Sequence[Tensor], num_channels: int = 3) -> Any:
     """A widget: sliders for the image, the level and the number of channels, drawing :func:`feature_map_view`.
 
@@ -312,7 +276,6 @@ def feature_map_explorer(model: nn.Module, images: Tensor | Sequence[Tensor], nu
     Introduced in: 03_heads.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML, Image
 
     images = list(images)
     if not images:
@@ -320,29 +283,28 @@ def feature_map_explorer(model: nn.Module, images: Tensor | Sequence[Tensor], nu
     num_levels = model.cfg.num_levels
     cache: dict[int, list[Tensor]] = {}
     image_slider = widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image",
-                                     continuous_update=False)  # fmt: skip
+                                     continuous_update=False, tooltip=slider_tooltip("one image"))  # fmt: skip
     level_slider = widgets.IntSlider(value=0, min=0, max=num_levels - 1, description="level",
-                                     continuous_update=False)  # fmt: skip
+                                     continuous_update=False, tooltip=slider_tooltip("one level"))  # fmt: skip
     channel_slider = widgets.IntSlider(value=num_channels, min=1, max=8, description="channels",
-                                       continuous_update=False)  # fmt: skip
-    output = widgets.Output()
-    output.add_class("ssd-feature-map-output")
+                                       continuous_update=False, tooltip=slider_tooltip("one channel"))  # fmt: skip
+    output = figure_area("ssd-feature-map-output", table_beside=False)
+    state: dict[str, Any] = {"figure": None, "rows": None, "error": None}
 
     def render(_: Any = None) -> None:
-        try:
+        def make() -> tuple[Figure, list[tuple[str, str]]]:
             index = image_slider.value
             if index not in cache:
                 cache[index] = source_features(model, images[index])
-            fig, rows = feature_map_view(cache[index], images[index], level_slider.value, channel_slider.value)
-        except ValueError as error:
-            show_in(output, HTML(f"<p class='ssd-widget-error' style='color:#b00'>Cannot show this setting: "
-                                 f"{html.escape(str(error))}</p>"))  # fmt: skip
-            return
-        show_in(output, Image(_figure_png(fig)), HTML(_html_table(rows, "ssd-feature-map-table")))
+            return feature_map_view(cache[index], images[index], level_slider.value, channel_slider.value)
+
+        redraw(output, state, make, lambda rows: pairs_to_html(rows, "ssd-feature-map-table"))
 
     for slider in (image_slider, level_slider, channel_slider):
         slider.observe(render, names="value")
-    box = widgets.VBox([widgets.HBox([image_slider, level_slider, channel_slider]), output])
-    box.add_class("ssd-feature-map-explorer")
+    box = widget_box([widgets.HBox([image_slider, level_slider, channel_slider]), output],
+                     title="Feature-map explorer", css_class="ssd-feature-map-explorer")  # fmt: skip
+    box.controls, box.state, box.output = {"image": image_slider, "level": level_slider,
+                                           "channels": channel_slider}, state, output  # fmt: skip
     render()
     return box

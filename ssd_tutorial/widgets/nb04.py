@@ -8,7 +8,6 @@ Introduced in: 04_forward_pass.ipynb
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +16,7 @@ from torch import Tensor, nn
 
 from ..boxes import cxcywh_to_xyxy, decode_boxes, encode_boxes
 from ..config import SSDConfig
-from ._output import show_in
-from .nb03 import _figure_png, _html_table
+from .common import figure_area, pairs_to_html, redraw, slider_tooltip, widget_box
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -139,7 +137,7 @@ def anchor_prediction_view(image: Tensor, loc_preds: Tensor, cls_logits: Tensor,
     best = int(probs.argmax())
     names = list(cfg.class_names)
 
-    fig = viz.new_figure((9.0, 4.0))
+    fig = viz.new_figure((9.0, 3.3))
     grid = fig.add_gridspec(1, 2, width_ratios=(1.3, 1.0))
     ax = fig.add_subplot(grid[0])
     viz.show_image(ax, image)
@@ -278,50 +276,48 @@ def anchor_prediction_explorer(model: nn.Module, image: Tensor) -> Any:
     Introduced in: 04_forward_pass.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML, Image
 
     cfg = model.cfg
     with torch.no_grad():
         loc_preds, cls_logits = model.forward_heads(image[None].to(model.anchors.device))  # [1, A, 4], [1, A, C]
     anchors = model.anchors
 
-    def slider(name: str, high: int) -> Any:
-        return widgets.IntSlider(value=0, min=0, max=high, description=name, continuous_update=False)
+    def slider(name: str, high: int, step: str) -> Any:
+        return widgets.IntSlider(value=0, min=0, max=high, description=name, continuous_update=False,
+                                 tooltip=slider_tooltip(step))  # fmt: skip
 
-    level_s = slider("level", cfg.num_levels - 1)
-    row_s = slider("row", cfg.feature_map_sizes[0] - 1)
-    col_s = slider("col", cfg.feature_map_sizes[0] - 1)
-    k_s = slider("k", cfg.anchors_per_location[0] - 1)
-    output = widgets.Output()
-    output.add_class("ssd-anchor-prediction-output")
-    busy = {"on": False}
+    level_s = slider("level", cfg.num_levels - 1, "one level")
+    row_s = slider("row", cfg.feature_map_sizes[0] - 1, "one cell")
+    col_s = slider("col", cfg.feature_map_sizes[0] - 1, "one cell")
+    k_s = slider("k", cfg.anchors_per_location[0] - 1, "one anchor shape")
+    output = figure_area("ssd-anchor-prediction-output", table_beside=False)
+    state: dict[str, Any] = {"figure": None, "rows": None, "error": None, "busy": False}
 
     def render(_: Any = None) -> None:
-        if busy["on"]:
+        if state["busy"]:
             return
-        try:
-            fig, rows = anchor_prediction_view(image, loc_preds, cls_logits, anchors, cfg, level_s.value,
-                                               row_s.value, col_s.value, k_s.value)  # fmt: skip
-        except ValueError as error:
-            show_in(output, HTML(f"<p class='ssd-widget-error' style='color:#b00'>Cannot show this anchor: "
-                                 f"{html.escape(str(error))}</p>"))  # fmt: skip
-            return
-        show_in(output, Image(_figure_png(fig)), HTML(_html_table(rows, "ssd-anchor-prediction-table")))
+
+        def make() -> tuple[Figure, list[tuple[str, str]]]:
+            return anchor_prediction_view(image, loc_preds, cls_logits, anchors, cfg, level_s.value, row_s.value,
+                                          col_s.value, k_s.value)  # fmt: skip
+
+        redraw(output, state, make, lambda rows: pairs_to_html(rows, "ssd-anchor-prediction-table"))
 
     def on_level(change: Any) -> None:
-        busy["on"] = True  # the sliders below clamp their values: draw once, at the end
+        state["busy"] = True  # the sliders below clamp their values: draw once, at the end
         try:
             level = change["new"]
             row_s.max = col_s.max = cfg.feature_map_sizes[level] - 1
             k_s.max = cfg.anchors_per_location[level] - 1
         finally:
-            busy["on"] = False
+            state["busy"] = False
         render()
 
     level_s.observe(on_level, names="value")
     for s in (row_s, col_s, k_s):
         s.observe(render, names="value")
-    box = widgets.VBox([widgets.HBox([level_s, row_s]), widgets.HBox([col_s, k_s]), output])
-    box.add_class("ssd-anchor-prediction-explorer")
+    box = widget_box([widgets.HBox([level_s, row_s]), widgets.HBox([col_s, k_s]), output],
+                     title="Anchor prediction explorer", css_class="ssd-anchor-prediction-explorer")  # fmt: skip
+    box.controls, box.state, box.output = {"level": level_s, "row": row_s, "col": col_s, "k": k_s}, state, output
     render()
     return box

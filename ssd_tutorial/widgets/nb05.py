@@ -9,7 +9,6 @@ Introduced in: 05_loss.ipynb
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from torch import Tensor
 
 from ..boxes import cxcywh_to_xyxy
 from ..matching import match_anchors
-from ._output import show_in
+from .common import figure_area, redraw, rows_to_html, slider_tooltip, widget_box
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,7 +26,6 @@ __all__ = ["greedy_matches", "matching_view", "matching_widget"]
 
 MATCHING_CLASS = "ssd-matching-widget"
 MATCHING_TABLE_CLASS = "ssd-matching-table"
-ERROR_CLASS = "ssd-widget-error"
 MATCHING_COLUMNS = (("box", "box", ""), ("class", "class", ""), ("best_iou", "best IoU", ".3f"),
                     ("greedy_anchor", "greedy anchor", ""), ("greedy_iou", "its IoU", ".3f"),
                     ("positives", "positives", ""))  # fmt: skip
@@ -117,7 +115,7 @@ def matching_view(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Tens
     highlight = torch.zeros(len(matches), dtype=torch.bool)
     highlight[greedy[greedy >= 0].cpu()] = True
 
-    fig = new_figure((5.6, 5.4))
+    fig = new_figure((4.6, 4.6))
     ax = fig.add_subplot()
     draw_matches(ax, image_chw, gt, anchors_xyxy, matches, highlight=highlight, labels=label_list,
                  class_names=class_names)  # fmt: skip
@@ -125,10 +123,6 @@ def matching_view(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Tens
     ax.set_title(f"IoU >= {iou_threshold:.2f}: {sum(counts)} positive anchors\n({per_box}; "
                  f"solid = greedy step)", fontsize=9)  # fmt: skip
     return fig, rows
-
-
-def _error_html(error: Exception) -> str:
-    return f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'
 
 
 def matching_widget(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Tensor, *,
@@ -143,31 +137,26 @@ def matching_widget(image_chw: Tensor, gt_boxes_xyxy: Tensor, anchors_cxcywh: Te
     Introduced in: 05_loss.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML
-
-    from .nb02 import rows_to_html
 
     slider = widgets.FloatSlider(float(iou_threshold), min=0.0, max=1.0, step=0.05, description="IoU ≥",
-                                 continuous_update=False, readout_format=".2f")  # fmt: skip
-    out = widgets.Output()
-    out.add_class(MATCHING_CLASS)
+                                 continuous_update=False, readout_format=".2f",
+                                 tooltip=slider_tooltip("0.05"))  # fmt: skip
+    out = figure_area(MATCHING_CLASS)
     state: dict[str, Any] = {"figure": None, "rows": None, "error": None}
 
     def render(*_: Any) -> None:
-        try:
-            fig, rows = matching_view(image_chw, gt_boxes_xyxy, anchors_cxcywh, slider.value, labels=labels,
-                                      class_names=class_names)  # fmt: skip
-        except (ValueError, TypeError) as error:
-            state.update(figure=None, rows=None, error=str(error))
-            show_in(out, HTML(_error_html(error)))
-            return
-        state.update(figure=fig, rows=rows, error=None)  # the old Figure is dropped (not in pyplot: no leak)
-        caption = f"{sum(r['positives'] for r in rows)} positive anchors at IoU ≥ {slider.value:.2f}"
-        show_in(out, fig,
-              HTML(rows_to_html(rows, MATCHING_COLUMNS, MATCHING_TABLE_CLASS, caption)))
+        def make() -> tuple[Figure, list[dict]]:
+            return matching_view(image_chw, gt_boxes_xyxy, anchors_cxcywh, slider.value, labels=labels,
+                                 class_names=class_names)  # fmt: skip
+
+        def table(rows: list[dict]) -> str:
+            caption = f"{sum(r['positives'] for r in rows)} positive anchors at IoU ≥ {slider.value:.2f}"
+            return rows_to_html(rows, MATCHING_COLUMNS, MATCHING_TABLE_CLASS, caption)
+
+        redraw(out, state, make, table)
 
     slider.observe(render, names="value")
-    box = widgets.VBox([slider, out])
+    box = widget_box([slider, out], title="Matching threshold")
     box.controls, box.state, box.output = {"threshold": slider}, state, out
     render()
     return box

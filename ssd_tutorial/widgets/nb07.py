@@ -9,7 +9,7 @@ Introduced in: 07_evaluation_and_inference.ipynb
 
 from __future__ import annotations
 
-import html
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..config import SSDConfig
-from ._output import show_in
+from .common import figure_area, pairs_to_html, redraw, slider_tooltip, widget_box
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,7 +26,6 @@ __all__ = ["threshold_detections", "threshold_numbers", "threshold_view", "numbe
 
 WIDGET_CLASS = "ssd-threshold-widget"
 NUMBERS_CLASS = "ssd-threshold-numbers"
-ERROR_CLASS = "ssd-widget-error"
 
 
 def threshold_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor, cfg: SSDConfig, *,
@@ -125,8 +124,12 @@ def threshold_view(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, target
                **threshold_numbers(detections, targets, iou_threshold)}  # fmt: skip
     counts = [detections[i]["scores"].numel() for i in picks]
     titles = [f"image {i}: {n} detection{'' if n == 1 else 's'}" for i, n in zip(picks, counts)]
+    columns = min(4, len(picks))
+    rows = math.ceil(len(picks) / columns)
+    figsize = (9.2, 9.2 / columns * rows + 0.3)  # 920 px wide: fits the notebook at 1366 x 768
     fig = plot_detections(images[picks], [detections[i] for i in picks], [targets[i] for i in picks],
-                          class_names=cfg.class_names, min_score=0.0, titles=titles)  # fmt: skip
+                          class_names=cfg.class_names, min_score=0.0, titles=titles, columns=columns,
+                          figsize=figsize)  # fmt: skip
     fig.suptitle(f"score > {score_threshold:g}, NMS IoU {nms_threshold:g}: colour = class, dashed = ground truth",
                  fontsize=9)  # fmt: skip
     return fig, numbers
@@ -147,9 +150,7 @@ def numbers_to_html(numbers: dict[str, float]) -> str:
         ("mAP@0.5 VOC07 11-point", f"{numbers['map_voc07']:.3f}"),
         ("mAP@0.5 all-point", f"{numbers['map_all_points']:.3f}"),
     ]
-    body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                   for k, v in rows)  # fmt: skip
-    return f'<table class="{NUMBERS_CLASS}">{body}</table>'
+    return pairs_to_html(rows, NUMBERS_CLASS)
 
 
 def threshold_widget(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, targets: Sequence[dict[str, Tensor]],
@@ -168,34 +169,27 @@ def threshold_widget(images: Tensor, loc_preds: Tensor, cls_logits: Tensor, targ
     style = {"description_width": "110px"}
     controls = {
         "score": widgets.FloatSlider(value=0.5, min=0.0, max=0.95, step=0.05, description="score threshold",
-                                     continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
+                                     continuous_update=False, readout_format=".2f", style=style,
+                                     tooltip=slider_tooltip("0.05")),  # fmt: skip
         "nms": widgets.FloatSlider(value=cfg.nms_threshold, min=0.05, max=1.0, step=0.05, description="NMS IoU",
-                                   continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
+                                   continuous_update=False, readout_format=".2f", style=style,
+                                   tooltip=slider_tooltip("0.05")),  # fmt: skip
     }
-    numbers_html = widgets.HTML()
-    numbers_html.add_class(NUMBERS_CLASS)
-    out = widgets.Output()
+    out = figure_area(WIDGET_CLASS + "-output", table_beside=False)
+    out.table.add_class(NUMBERS_CLASS)
     state: dict[str, Any] = {"figure": None, "numbers": None, "error": None}
 
     def render(*_: Any) -> None:
-        try:
-            fig, numbers = threshold_view(images, loc_preds, cls_logits, targets, cfg, anchors_cxcywh=anchors_cxcywh,
-                                          score_threshold=controls["score"].value,
-                                          nms_threshold=controls["nms"].value, shown=shown)  # fmt: skip
-        except (ValueError, TypeError) as error:
-            state.update(figure=None, numbers=None, error=str(error))
-            numbers_html.value = (f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ '
-                                  f"{html.escape(str(error))}</div>")  # fmt: skip
-            show_in(out)
-            return
-        state.update(figure=fig, numbers=numbers, error=None)  # the old Figure is dropped (not in pyplot: no leak)
-        numbers_html.value = numbers_to_html(numbers)
-        show_in(out, fig)
+        def make() -> tuple[Figure, dict[str, float]]:
+            return threshold_view(images, loc_preds, cls_logits, targets, cfg, anchors_cxcywh=anchors_cxcywh,
+                                  score_threshold=controls["score"].value, nms_threshold=controls["nms"].value,
+                                  shown=shown)  # fmt: skip
+
+        redraw(out, state, make, numbers_to_html, key="numbers")
 
     for control in controls.values():
         control.observe(render, names="value")
-    box = widgets.VBox([widgets.HBox(list(controls.values())), numbers_html, out])
-    box.add_class(WIDGET_CLASS)
-    box.controls, box.numbers, box.state, box.render = controls, numbers_html, state, render
+    box = widget_box([widgets.HBox(list(controls.values())), out], title="Threshold explorer", css_class=WIDGET_CLASS)
+    box.controls, box.numbers, box.state, box.render, box.output = controls, out.table, state, render, out
     render()
     return box

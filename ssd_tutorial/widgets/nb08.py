@@ -8,7 +8,6 @@ Introduced in: 08_your_own_dataset.ipynb
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,8 +16,8 @@ import torch
 from torch import Tensor
 
 from ..config import SSDConfig
-from ._output import show_in
-from .nb02 import parse_aspect_ratios, rows_to_html
+from .common import figure_area, redraw, rows_to_html, slider_tooltip, widget_box
+from .nb02 import parse_aspect_ratios
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,8 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ratios_text", "coverage_config", "coverage_view", "coverage_widget"]
 
 WIDGET_CLASS = "ssd-coverage-widget"
-TABLE_CLASS = "ssd-coverage-table"
-ERROR_CLASS = "ssd-widget-error"
+COVERAGE_TABLE_CLASS = "ssd-coverage-table"
 COVERAGE_COLUMNS = (("level", "level", ""), ("feature_map", "map", ""), ("step", "step", ".4g"),
                     ("box_size", "s_k (px)", ".1f"), ("ratios", "ratios", ""), ("anchors", "anchors", ""),
                     ("alone", "covered by this level alone", ".3f"),
@@ -115,8 +113,8 @@ def _draw_coverage_by_size(ax: Any, wh: Tensor, covered: Tensor, cfg: SSDConfig)
     ax.set_xlabel("box size sqrt(w h) (px)")
     ax.set_ylabel("boxes")
     ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(r"by size; lines: level $k$'s squares $s_k$ (--) and $s'_k = \sqrt{s_k s_{k+1}}$ (:)",
-                 fontsize=9, pad=12)  # fmt: skip
+    ax.set_title("by size; lines: level $k$'s squares\n"
+                 r"$s_k$ (--) and $s'_k = \sqrt{s_k s_{k+1}}$ (:)", fontsize=8, pad=12)  # fmt: skip
 
 
 def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0,
@@ -151,21 +149,21 @@ def coverage_view(boxes_xyxy: Tensor, cfg: SSDConfig, *, size_scale: float = 1.0
     rows.append({"level": "all", "feature_map": None, "step": None, "box_size": None, "ratios": None,
                  "anchors": edited.num_anchors, "alone": cov["overall"], "best_share": cov["overall"]})  # fmt: skip
 
-    fig = new_figure((15.0, 4.2))
+    fig = new_figure((9.2, 3.5))  # 920 px wide: fits the notebook at 1366 x 768
     bars, by_size, scatter = fig.add_subplot(1, 3, 1), fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)
     levels = torch.arange(edited.num_levels, dtype=torch.float64).numpy()
     bars.bar(levels - 0.2, cov["per_level"], width=0.4, color=palette_color(0), label="covered by this level alone")
     bars.bar(levels + 0.2, cov["best_level_share"], width=0.4, color=palette_color(1),
              label="best anchor on this level (sums to overall)")  # fmt: skip
     bars.axhline(cov["overall"], color="black", linestyle="--", linewidth=1, label=f"overall {cov['overall']:.3f}")
-    bars.set_xticks(levels, [f"{k}\n{fm}x{fm}" for k, fm in enumerate(edited.feature_map_sizes)])
+    bars.set_xticks(levels, [f"{k}\n{fm}x{fm}" for k, fm in enumerate(edited.feature_map_sizes)], fontsize=7)
     bars.set_ylim(0.0, 1.32)  # room for the legend above the bars
     bars.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     bars.set_xlabel("level (feature map)")
     bars.set_ylabel(f"share of the {cov['num_boxes']} boxes")
     bars.legend(fontsize=7, loc="upper left")
-    bars.set_title(f"coverage at IoU >= {iou_threshold:g}: {cov['overall']:.1%} ({edited.num_anchors} anchors)",
-                   fontsize=9)  # fmt: skip
+    bars.set_title(f"coverage at IoU >= {iou_threshold:g}: {cov['overall']:.1%}\n({edited.num_anchors} anchors)",
+                   fontsize=8)  # fmt: skip
     wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]  # [M, 2]
     covered = cov["best_iou"] >= iou_threshold  # [M]
     _draw_coverage_by_size(by_size, wh, covered, edited)
@@ -187,36 +185,33 @@ def coverage_widget(boxes_xyxy: Tensor, cfg: SSDConfig) -> Any:
     Introduced in: 08_your_own_dataset.ipynb
     """
     import ipywidgets as widgets
-    from IPython.display import HTML
 
     style = {"description_width": "110px"}
     controls = {
         "scale": widgets.FloatLogSlider(value=1.0, base=2, min=-2, max=2, step=0.25, description="box sizes x",
-                                        continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
+                                        continuous_update=False, readout_format=".2f", style=style,
+                                        tooltip=slider_tooltip("a factor 2^0.25")),  # fmt: skip
         "ratios": widgets.Text(ratios_text(cfg), description="aspect ratios", continuous_update=False,
                                placeholder="'2, 3' for every level, or per level '2 | 2, 3 | …'; empty: squares",
                                layout=widgets.Layout(width="460px"), style=style),  # fmt: skip
         "iou": widgets.FloatSlider(value=cfg.iou_threshold, min=0.3, max=0.9, step=0.05, description="IoU threshold",
-                                   continuous_update=False, readout_format=".2f", style=style),  # fmt: skip
+                                   continuous_update=False, readout_format=".2f", style=style,
+                                   tooltip=slider_tooltip("0.05")),  # fmt: skip
     }
-    out = widgets.Output()
+    out = figure_area(WIDGET_CLASS + "-output", table_beside=False)
     state: dict[str, Any] = {"figure": None, "rows": None, "error": None}
 
     def render(*_: Any) -> None:
-        try:
-            fig, rows = coverage_view(boxes_xyxy, cfg, size_scale=controls["scale"].value,
-                                      aspect_ratios=controls["ratios"].value, iou_threshold=controls["iou"].value)
-        except (ValueError, TypeError) as error:
-            state.update(figure=None, rows=None, error=str(error))
-            show_in(out, HTML(f'<div class="{ERROR_CLASS}" style="color:#b00020">⚠ {html.escape(str(error))}</div>'))
-            return
-        state.update(figure=fig, rows=rows, error=None)  # the old Figure is dropped (not in pyplot: no leak)
-        show_in(out, fig, HTML(rows_to_html(rows, COVERAGE_COLUMNS, TABLE_CLASS, "")))
+        def make() -> tuple[Figure, list[dict]]:
+            return coverage_view(boxes_xyxy, cfg, size_scale=controls["scale"].value,
+                                 aspect_ratios=controls["ratios"].value, iou_threshold=controls["iou"].value)
+
+        redraw(out, state, make, lambda rows: rows_to_html(rows, COVERAGE_COLUMNS, COVERAGE_TABLE_CLASS))
 
     for control in controls.values():
         control.observe(render, names="value")
-    box = widgets.VBox([widgets.HBox([controls["scale"], controls["ratios"]]), controls["iou"], out])
-    box.add_class(WIDGET_CLASS)
-    box.controls, box.state, box.render = controls, state, render
+    box = widget_box([widgets.HBox([controls["scale"], controls["ratios"]]), controls["iou"], out],
+                     title="Anchor coverage", css_class=WIDGET_CLASS)  # fmt: skip
+    box.controls, box.state, box.render, box.output = controls, state, render, out
     render()
     return box
