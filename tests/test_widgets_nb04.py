@@ -112,21 +112,23 @@ def test_anchor_prediction_view(heads):
 
 
 def test_box_coding_view_hand_worked():
-    fig, rows = nb04.box_coding_view(torch.tensor([40.0, 56.0, 32.0, 64.0]), torch.tensor([44.0, 52.0, 48.0, 64.0]))
+    variances = SSD512_VOC.variances  # (0.1, 0.2)
+    fig, rows = nb04.box_coding_view(torch.tensor([40.0, 56.0, 32.0, 64.0]), torch.tensor([44.0, 52.0, 48.0, 64.0]),
+                                     variances)  # fmt: skip
     assert isinstance(fig, Figure)
     table = dict(rows)
     assert table["tx = (gx - ax) / (aw * v0)"].endswith("= 1.2500")  # 4 / 3.2
     assert table["ty = (gy - ay) / (ah * v0)"].endswith("= -0.6250")  # -4 / 6.4
     assert table["tw = log(gw / aw) / v1"].endswith(f"= {math.log(1.5) / 0.2:.4f}")
     assert table["th = log(gh / ah) / v1"].endswith("= 0.0000")
-    t = encode_boxes(torch.tensor([44.0, 52.0, 48.0, 64.0]), torch.tensor([40.0, 56.0, 32.0, 64.0]))
+    t = encode_boxes(torch.tensor([44.0, 52.0, 48.0, 64.0]), torch.tensor([40.0, 56.0, 32.0, 64.0]), variances)
     assert [f"{v:.4f}" for v in t.tolist()] == [row[1].rsplit("= ", 1)[1] for row in rows[2:]]
     _, rows = nb04.box_coding_view([0, 0, 10, 10], [1, 0, 10, 10], variances=(0.2, 0.5))
     assert dict(rows)["tx = (gx - ax) / (aw * v0)"].endswith("= 0.5000")
     with pytest.raises(ValueError, match="widths and heights > 0"):
-        nb04.box_coding_view([0, 0, 0, 10], [1, 0, 10, 10])
+        nb04.box_coding_view([0, 0, 0, 10], [1, 0, 10, 10], variances)
     with pytest.raises(ValueError, match="4 numbers"):
-        nb04.box_coding_view([0, 0, 10], [1, 0, 10, 10])
+        nb04.box_coding_view([0, 0, 10], [1, 0, 10, 10], variances)
 
 
 def test_anchor_prediction_explorer_follows_the_level():

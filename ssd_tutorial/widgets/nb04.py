@@ -184,7 +184,7 @@ def anchor_prediction_view(image: Tensor, loc_preds: Tensor, cls_logits: Tensor,
     return fig, rows
 
 
-def box_coding_view(anchor_cxcywh: Tensor, gt_cxcywh: Tensor, variances: tuple[float, float] = (0.1, 0.2),
+def box_coding_view(anchor_cxcywh: Tensor, gt_cxcywh: Tensor, variances: tuple[float, float],
                     image: Tensor | None = None) -> tuple[Figure, list[tuple[str, str]]]:  # fmt: skip
     """One anchor and one ground-truth box, with the four numbers that encode the box relative to the anchor.
 
