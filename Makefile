@@ -4,8 +4,8 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Which lock `make setup` installs: learner (requirements/learner.txt) or dev (requirements/dev.txt).
 SETUP ?= learner
-# The resolver of `make lock`: uv on PATH, else one installed into build/uvtool.
-UV ?= $(shell command -v uv 2>/dev/null || echo build/uvtool/bin/uv)
+# The resolver of `make lock`: the dev install's uv, else uv on PATH, else one installed into build/uvtool.
+UV ?= $(shell test -x $(VENV)/bin/uv && echo $(VENV)/bin/uv || command -v uv 2>/dev/null || echo build/uvtool/bin/uv)
 LOCK_PYTHON := 3.11
 COMPILE = $(UV) pip compile --universal --python-version $(LOCK_PYTHON) --quiet
 # Jupyter refuses to run as root (containers, CI) unless told; harmless otherwise.
