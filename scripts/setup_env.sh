@@ -2,6 +2,8 @@
 # Create .venv if it is missing, install a lock and the project (editable), and register the Jupyter kernel.
 #   SETUP=learner (default, `make setup` / `make lab`): requirements/learner.txt
 #   SETUP=dev     (`make test`, CI):                    requirements/dev.txt (learner + test tools + integrations)
+#   CPU=1: on Linux, torch and torchvision from PyTorch's CPU index and the lock without its CUDA wheels
+#          (nvidia-*, cuda-*, triton); remembered in .venv/.setup-cpu for later runs.
 # Never deletes anything: a broken .venv is reported, with the fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ case "$SETUP" in
 esac
 LOCK=requirements/$SETUP.txt
 STAMP=$VENV/.setup-$SETUP.stamp
+CPU_INDEX=https://download.pytorch.org/whl/cpu
 
 runs_311_or_newer() {
     "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1
@@ -72,7 +75,19 @@ fi
 
 echo "Installing $LOCK into $VENV (Python $("$VENV/bin/python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])'))"
 "$VENV/bin/python" -m pip install --upgrade --quiet pip
-"$VENV/bin/python" -m pip install -r "$LOCK"
+[ -f "$VENV/.setup-cpu" ] && CPU=${CPU:-1}
+if [ "${CPU:-0}" = 1 ]; then
+    # The lock's torch==X also accepts the CPU build X+cpu; its CUDA wheels are left out.
+    torch_pins=$(grep -E '^(torch|torchvision)==' "$LOCK" | sed 's/ *;.*//')
+    echo "CPU=1: $(echo $torch_pins) from $CPU_INDEX, then $LOCK without nvidia-*, cuda-*, triton"
+    "$VENV/bin/python" -m pip install --no-deps --index-url "$CPU_INDEX" $torch_pins
+    grep -vE '^(nvidia-|cuda-|triton==)' "$LOCK" > "$VENV/.setup-cpu-lock.txt"
+    "$VENV/bin/python" -m pip install -r "$VENV/.setup-cpu-lock.txt"
+    touch "$VENV/.setup-cpu"
+else
+    "$VENV/bin/python" -m pip install -r "$LOCK"
+    rm -f "$VENV/.setup-cpu" "$VENV/.setup-cpu-lock.txt"
+fi
 "$VENV/bin/python" -m pip install --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ssd_tutorial)" >/dev/null
 touch "$STAMP"

@@ -48,7 +48,7 @@ def _fake_project(tmp_path: Path, versions: list[str]) -> tuple[Path, dict[str, 
         os.utime(path, (old, old))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("dirname", "basename", "mkdir", "cp", "touch", "sh"):
+    for tool in ("dirname", "basename", "mkdir", "cp", "touch", "sh", "grep", "sed", "rm"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     for version in versions:
         fake = bin_dir / f"python{version}"
@@ -101,6 +101,29 @@ def test_setup_learner_is_the_default_and_reinstalls_when_its_lock_changes(tmp_p
     os.utime(project / ".venv" / ".setup-learner.stamp", (1_000_000_001, 1_000_000_001))
     done = _setup(project, env)
     assert done.returncode == 0 and "python -m pip install -r requirements/learner.txt" in _calls(env)
+
+
+def test_setup_cpu_takes_torch_from_the_cpu_index_and_drops_the_cuda_wheels(tmp_path):
+    project, env = _fake_project(tmp_path, ["3.11"])
+    done = _setup(project, env, CPU="1")
+    assert done.returncode == 0, done.stderr
+    calls = _calls(env)
+    assert ("python -m pip install --no-deps --index-url https://download.pytorch.org/whl/cpu "
+            "torch==2.14.1 torchvision==0.29.1") in calls  # fmt: skip
+    assert "python -m pip install -r .venv/.setup-cpu-lock.txt" in calls
+    assert not any("-r requirements/learner.txt" in call for call in calls)
+    kept = (project / ".venv" / ".setup-cpu-lock.txt").read_text()
+    assert "numpy==" in kept and "torch==2.14.1" in kept
+    assert not any(line.startswith(("nvidia-", "cuda-", "triton==")) for line in kept.splitlines())
+    # remembered: a later install (here the dev lock) stays CPU-only without CPU=1
+    assert _setup(project, env, SETUP="dev").returncode == 0
+    assert "python -m pip install -r .venv/.setup-cpu-lock.txt" in _calls(env)
+    assert "pytest==" in (project / ".venv" / ".setup-cpu-lock.txt").read_text()
+    # CPU=0 goes back to the lock as it is
+    os.utime(project / ".venv" / ".setup-dev.stamp", (1, 1))
+    assert _setup(project, env, SETUP="dev", CPU="0").returncode == 0
+    assert "python -m pip install -r requirements/dev.txt" in _calls(env)
+    assert not (project / ".venv" / ".setup-cpu").exists()
 
 
 def test_setup_rejects_an_unknown_kind(tmp_path):
