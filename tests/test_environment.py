@@ -122,7 +122,7 @@ def test_learner_lock_is_what_make_lab_needs_and_no_more():
                  "ipykernel", "papermill", "jupytext"):
         assert name in pinned, name
     for name in ("pytest", "pytest-timeout", "hypothesis", "ruff", "playwright", "nbval", "tensorboard", "clearml",
-                 "torchmetrics", "uv"):
+                 "torchmetrics", "uv", "sphinx", "myst-nb"):
         assert name not in pinned, f"learners should not install {name}"
 
 
@@ -131,7 +131,7 @@ def test_dev_lock_holds_every_learner_pin_at_the_same_version():
     for name, pinned in learner.items():
         assert dev.get(name) == pinned, f"{name}: learner {sorted(pinned)} vs dev {sorted(dev.get(name, []))}"
     for name in ("pytest", "pytest-timeout", "hypothesis", "ruff", "playwright", "nbval", "tensorboard", "clearml",
-                 "torchmetrics", "uv"):
+                 "torchmetrics", "uv", "sphinx", "myst-nb", "sphinx-book-theme"):
         assert name in dev, f"dev lock lacks {name}"
 
 
