@@ -119,7 +119,7 @@ def test_every_readme_shell_line_runs(tmp_path):
             pytest.fail(f"README.md line {number}: {line!r} exited {done.returncode}:\n{tail}")
     assert ran >= 6
     # what README's commands wrote is ignored by git in a checkout
-    written = sorted(p.name for p in work.iterdir() if p.name not in (".venv", "data"))
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in work.iterdir() if p.name not in (".venv", "data"))
     assert written, "README's commands wrote nothing?"
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=60).stdout.split()  # fmt: skip
