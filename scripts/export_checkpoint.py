@@ -1,6 +1,6 @@
 """Shrink a training checkpoint to what inference needs: weights, config, class names and a metrics summary.
 
-    python scripts/export_checkpoint.py runs/tiny_shapes_release/best.pt data/checkpoints/tiny_shapes.pt [--half]
+    python scripts/export_checkpoint.py runs/tiny_shapes_release/best.pt ssd_tutorial/pretrained/tiny_shapes.pt [--half]
 
 Drops the optimizer, scheduler and RNG states; ``--half`` stores floating-point weights as float16
 (``load_pretrained`` copies them back into float32 parameters). The output loads with
@@ -38,7 +38,7 @@ def export(src: Path, dst: Path, half: bool = False) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path, help="checkpoint written by fit (e.g. runs/NAME/best.pt)")
-    parser.add_argument("dst", type=Path, help="output file (e.g. data/checkpoints/tiny_shapes.pt)")
+    parser.add_argument("dst", type=Path, help="output file (e.g. ssd_tutorial/pretrained/tiny_shapes.pt)")
     parser.add_argument("--half", action="store_true", help="store floating-point weights as float16")
     args = parser.parse_args(argv)
     try:

@@ -30,10 +30,13 @@ __all__ = [
     "pretrained_weights_path",
 ]
 
-# torchvision's ImageNet weights for each backbone (the file names of their download URLs).
+# torchvision's ImageNet weights for each backbone, through its weights API. Both are what the article's
+# `vgg16(pretrained=True)` / `resnet50(pretrained=True)` load (torchvision maps pretrained=True to IMAGENET1K_V1),
+# and both expect our IMAGENET_MEAN / IMAGENET_STD input. VGG16_Weights.IMAGENET1K_FEATURES (the original SSD's
+# Caffe VGG) expects 0-255 inputs instead; ResNet50's V2 is a newer training recipe the article did not use.
 _WEIGHTS = {
     "vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
-    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
+    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
 }
 
 
@@ -133,7 +136,8 @@ def _check_channels(cfg: SSDConfig, expected: tuple[int, int]) -> None:
 
 
 def pretrained_weights_path(backbone: str) -> Path:
-    """Where torchvision's ImageNet weights for ``backbone`` must be: the local torch hub cache.
+    """Where torchvision keeps the ImageNet weights of ``backbone``: ``<torch.hub.get_dir()>/checkpoints/<file>``,
+    the file name of the weights' URL. A file there is used as is; otherwise it is downloaded there.
 
     Introduced in: 03_heads.ipynb
     """
@@ -144,15 +148,18 @@ def pretrained_weights_path(backbone: str) -> Path:
 
 
 def _load_pretrained(backbone: str) -> dict[str, Tensor]:
-    """The state dict of torchvision's ImageNet weights, from the local cache only (never downloads)."""
-    path = pretrained_weights_path(backbone)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained {backbone} weights not found at {path}; nothing is downloaded at run time. "
-            f"Put the file there (torchvision publishes it at {_WEIGHTS[backbone].url}) "
-            f"or use pretrained_backbone=False."
-        )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The state dict of torchvision's ImageNet weights: from the hub cache when the file is there, otherwise
+    downloaded into it with torchvision's hash check (the URL's file name carries the first digits of its SHA-256)."""
+    weights = _WEIGHTS[backbone]
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True, map_location="cpu", weights_only=True)
+    except OSError as err:  # URLError, timeouts, refused connections: offline or a proxy in the way
+        path = pretrained_weights_path(backbone)
+        raise OSError(
+            f"pretrained {backbone} weights are not in the torch hub cache ({path}) and the download from "
+            f"{weights.url} failed ({err}); download that file to that path by hand, connect to the network, "
+            f"or use pretrained_backbone=False"
+        ) from err
 
 
 class VGG16Backbone(nn.Module):
@@ -275,8 +282,9 @@ class TinyBackbone(nn.Module):
 def build_backbone(cfg: SSDConfig, pretrained: bool = False) -> nn.Module:
     """The backbone named by ``cfg.backbone``, with its extra layers, random or ImageNet weights.
 
-    ``pretrained=True`` reads torchvision's weights from :func:`pretrained_weights_path` only;
-    a missing file is a FileNotFoundError that says where to put it. "tiny" has no weights.
+    ``pretrained=True`` loads torchvision's ImageNet weights from :func:`pretrained_weights_path`, downloading
+    them there (hash-checked) when the file is missing; offline that is an OSError naming the URL and the path.
+    "tiny" has no weights.
 
     Introduced in: 03_heads.ipynb
     """

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,9 @@ __all__ = [
     "PRETRAINED_DIR",
 ]
 
-# Shipped checkpoints live next to the package (editable install / source checkout): <repo>/data/checkpoints.
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+# Shipped checkpoints are package data (ssd_tutorial/pretrained/*.pt), found through importlib.resources, so a
+# wheel installed into site-packages finds them as a source checkout does (a plain folder in both cases).
+PRETRAINED_DIR = Path(str(resources.files("ssd_tutorial").joinpath("pretrained")))
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -208,8 +210,8 @@ def load_pretrained(
 ) -> nn.Module:
     """An SSD rebuilt from a checkpoint's config and weights, in eval mode.
 
-    ``"tiny_shapes"`` is the shipped TINY_SHAPES model (``data/checkpoints/tiny_shapes.pt``); any other
-    value is a path to a checkpoint written by ``fit`` / ``save_checkpoint``.
+    ``"tiny_shapes"`` is the shipped TINY_SHAPES model (package data, ``ssd_tutorial/pretrained/tiny_shapes.pt``);
+    any other value is a path to a checkpoint written by ``fit`` / ``save_checkpoint``.
 
     Introduced in: 06_training.ipynb
     """

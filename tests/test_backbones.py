@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -143,33 +145,79 @@ def test_tiny_model_is_small_and_trains_at_batch_1():
     assert [f.shape[-1] for f in sources] == [16, 8, 4, 2, 1]
 
 
-@pytest.mark.parametrize(("backbone", "file_name"), [("vgg16", "vgg16-397923af.pth"),
-                                                     ("resnet50", "resnet50-11ad3fa6.pth")])  # fmt: skip
-def test_pretrained_missing_file_names_the_path(monkeypatch, tmp_path, backbone, file_name):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    expected = tmp_path / "checkpoints" / file_name
-    assert pretrained_weights_path(backbone) == expected
-    cfg = SSD300_VOC.replace(backbone=backbone)
-    with pytest.raises(FileNotFoundError) as info:
-        build_backbone(cfg, pretrained=True)
-    message = str(info.value)
-    assert str(expected) in message and f"https://download.pytorch.org/models/{file_name}" in message
+WEIGHT_FILES = [("vgg16", "vgg16-397923af.pth"), ("resnet50", "resnet50-0676ba61.pth")]
 
 
-def test_pretrained_vgg16_loads_from_the_hub_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    torch.manual_seed(1)
-    reference = VGG16Backbone(SSD300_VOC)  # random weights we store as if they were torchvision's file
+def _fake_vgg16_file_state(reference: VGG16Backbone) -> dict[str, torch.Tensor]:
+    """``reference``'s convs under torchvision's vgg16 keys (features.N.*), as in its weights file."""
     state = {f"features.{k}": v for k, v in reference.conv4_3.state_dict().items()}
     state |= {f"features.{int(k.split('.')[0]) + 23}.{k.split('.')[1]}": v
               for k, v in reference.conv7[:7].state_dict().items()}  # fmt: skip
     state["classifier.0.weight"] = torch.zeros(1)  # the classifier is ignored
-    path = pretrained_weights_path("vgg16")
+    return state
+
+
+@pytest.mark.parametrize(("backbone", "file_name"), WEIGHT_FILES)
+def test_pretrained_path_is_torchvisions_hub_cache_file(monkeypatch, tmp_path, backbone, file_name):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert pretrained_weights_path(backbone) == tmp_path / "hub" / "checkpoints" / file_name
+
+
+@pytest.mark.parametrize(("backbone", "file_name"), WEIGHT_FILES)
+def test_pretrained_offline_is_one_line_naming_url_and_cache(monkeypatch, tmp_path, backbone, file_name):
+    import urllib.error
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    calls = []
+
+    def offline(url, dst, hash_prefix=None, progress=True):
+        calls.append(url)
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(OSError) as info:
+        build_backbone(SSD300_VOC.replace(backbone=backbone), pretrained=True)
+    message = str(info.value)
+    url = f"https://download.pytorch.org/models/{file_name}"
+    assert calls == [url]
+    assert "\n" not in message and url in message and "Name or service not known" in message
+    assert str(tmp_path / "hub" / "checkpoints" / file_name) in message
+    assert not (tmp_path / "hub" / "checkpoints" / file_name).exists()
+
+
+def test_pretrained_vgg16_loads_from_the_hub_cache_without_downloading(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded a cached file"))
+    torch.manual_seed(1)
+    reference = VGG16Backbone(SSD300_VOC)  # random weights we store as if they were torchvision's file
+    path = tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
     path.parent.mkdir(parents=True)
-    torch.save(state, path)
+    torch.save(_fake_vgg16_file_state(reference), path)
     loaded = VGG16Backbone(SSD300_VOC, pretrained=True)
     assert torch.equal(loaded.conv4_3[0].weight, reference.conv4_3[0].weight)  # conv1_1
     assert torch.equal(loaded.conv7[5].weight, reference.conv7[5].weight)  # conv5_3
+    assert not torch.equal(loaded.conv4_3[0].weight, VGG16Backbone(SSD300_VOC).conv4_3[0].weight)
+
+
+def test_pretrained_vgg16_downloads_with_the_hash_check_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(3)
+    reference = VGG16Backbone(SSD300_VOC)
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, Path(dst).parent, hash_prefix))
+        torch.save(_fake_vgg16_file_state(reference), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    loaded = build_backbone(SSD300_VOC, pretrained=True)
+    cache = tmp_path / "hub" / "checkpoints"
+    # torchvision checks the SHA-256 prefix that the file name carries (vgg16-<397923af>.pth)
+    assert calls == [("https://download.pytorch.org/models/vgg16-397923af.pth", cache, "397923af")]
+    assert (cache / "vgg16-397923af.pth").is_file()
+    assert torch.equal(loaded.conv4_3[2].weight, reference.conv4_3[2].weight)  # conv1_2
+    build_backbone(SSD300_VOC, pretrained=True)
+    assert len(calls) == 1  # the second build reads the cache
 
 
 def test_tiny_has_no_pretrained_weights():

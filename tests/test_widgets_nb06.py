@@ -14,19 +14,7 @@ from ssd_tutorial.config import TINY_SHAPES  # noqa: E402
 from ssd_tutorial.data import ShapesDataset, collate_detection  # noqa: E402
 from ssd_tutorial.model import build_ssd  # noqa: E402
 from ssd_tutorial.train import fit  # noqa: E402
-from ssd_tutorial.widgets.nb06 import LiveHistoryPlot, parse_epoch_line  # noqa: E402
-
-
-def test_parse_hand_written_lines():
-    assert parse_epoch_line("epoch     loss      loc      cls        lr   img/s  mAP@0.5") is None
-    assert parse_epoch_line("") is None
-    assert parse_epoch_line("    3   2.5000   1.0000   1.5000  3.00e-03    41.2") == {
-        "epoch": 3, "loss": 2.5, "loss_loc": 1.0, "loss_cls": 1.5, "lr": 3e-3, "images_per_s": 41.2}
-    record = parse_epoch_line("   12   0.9000   0.3000   0.6000  1.50e-04    40.0   0.9123")
-    assert record["epoch"] == 12 and record["map"] == pytest.approx(0.9123)
-    assert parse_epoch_line("    3   2.5000   oops   1.5000  3.00e-03    41.2") is None
-    with pytest.raises(TypeError, match="must be a str"):
-        parse_epoch_line(3)
+from ssd_tutorial.widgets.nb06 import LiveHistoryPlot  # noqa: E402
 
 
 @pytest.mark.slow
@@ -41,13 +29,7 @@ def test_live_plot_gets_what_fit_reports():
                   val_loader=val, eval_every=2, progress=False, on_epoch_end=plot, log_fn=plot.log, max_iters=1)
     assert plot.history == plot.received == history  # the exact records, not values read back from text
     assert len(plot.lines) == 3  # the header and one line per epoch
-    for line, record in zip(plot.lines[1:], history):
-        parsed = parse_epoch_line(line)
-        for key in ("loss", "loss_loc", "loss_cls"):
-            assert parsed[key] == pytest.approx(record[key], abs=5e-5)
-        assert parsed["lr"] == pytest.approx(record["lr"], rel=1e-2)
-        assert ("map" in parsed) == ("map" in record)
-    assert parse_epoch_line(plot.lines[2])["map"] == pytest.approx(history[1]["map"], abs=5e-5)
+    assert [line.split()[0] for line in plot.lines] == ["epoch", "1", "2"]
 
 
 def test_live_plot_redraws_a_new_figure_per_epoch():

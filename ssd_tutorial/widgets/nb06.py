@@ -3,7 +3,7 @@
 ``fit`` hands ``on_epoch_end`` each finished epoch's record (the dict it also returns in the history) and its
 printed table, line by line, to ``log_fn``. :class:`LiveHistoryPlot` takes both: it redraws
 :func:`~ssd_tutorial.viz.plot_history` in place in the notebook output (an IPython display handle) and keeps the
-table. :func:`parse_epoch_line` reads a printed line back into a record (e.g. from a log file of the CLI).
+table.
 
 Introduced in: 06_training.ipynb
 """
@@ -16,33 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["parse_epoch_line", "LiveHistoryPlot"]
-
-_FIELDS = ("epoch", "loss", "loss_loc", "loss_cls", "lr", "images_per_s")
-
-
-def parse_epoch_line(line: str) -> dict[str, float] | None:
-    """One history record from a line ``fit`` gives ``log_fn``; ``None`` for the header or any other line.
-
-    The line holds ``epoch loss loc cls lr img/s [mAP@0.5]`` separated by spaces (values rounded for display).
-
-    Introduced in: 06_training.ipynb
-    """
-    if not isinstance(line, str):
-        raise TypeError(f"line must be a str, got {type(line).__name__}")
-    tokens = line.split()
-    if len(tokens) not in (len(_FIELDS), len(_FIELDS) + 1) or not tokens[0].isdigit():
-        return None
-    try:
-        values = [float(t) for t in tokens]
-    except ValueError:
-        return None
-    record: dict[str, float] = dict(zip(_FIELDS, values))
-    record["epoch"] = int(values[0])
-    if len(values) > len(_FIELDS):
-        record["map"] = values[-1]
-    return record
-
+__all__ = ["LiveHistoryPlot"]
 
 class LiveHistoryPlot:
     """An ``on_epoch_end`` callback for ``fit`` that keeps the history and redraws the curves after every epoch.
