@@ -17,10 +17,28 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-__all__ = ["RunLoggers", "draw_debug_images"]
+__all__ = ["RunLoggers", "draw_debug_images", "format_header", "format_row"]
 
 _DEBUG_IMAGES = 4
 _DEBUG_SCORE = 0.5
+
+
+def format_header() -> str:
+    """The header of the one-line-per-epoch table that ``fit`` gives its ``log_fn``.
+
+    Introduced in: 06_training.ipynb
+    """
+    return f"{'epoch':>5} {'loss':>8} {'loc':>8} {'cls':>8} {'lr':>9} {'img/s':>7} {'mAP@0.5':>8}"
+
+
+def format_row(record: dict[str, Any]) -> str:
+    """One history record of ``fit`` as a row of that table (mAP left blank on epochs without validation).
+
+    Introduced in: 06_training.ipynb
+    """
+    m = f"{record['map']:>8.4f}" if "map" in record else f"{'':>8}"
+    return (f"{record['epoch']:>5} {record['loss']:>8.4f} {record['loss_loc']:>8.4f} {record['loss_cls']:>8.4f} "
+            f"{record['lr']:>9.2e} {record['images_per_s']:>7.1f} {m}")  # fmt: skip
 
 
 class RunLoggers:
