@@ -140,8 +140,10 @@ def draw_debug_images(net: nn.Module, loader: DataLoader, class_names: Any = Non
     drawn = []
     for image, target, det in zip(images, targets, detections):
         canvas = (image.detach().cpu().clamp(0, 1) * 255).to(torch.uint8)  # [3, S, S]
-        canvas = draw_bounding_boxes(canvas, target["boxes"].cpu(), names(target["labels"]), colors="lime")
         keep = det["scores"] >= _DEBUG_SCORE
-        canvas = draw_bounding_boxes(canvas, det["boxes"][keep].cpu(), names(det["labels"][keep]), colors="red")
+        for boxes, labels, color in ((target["boxes"], target["labels"], "lime"),
+                                     (det["boxes"][keep], det["labels"][keep], "red")):  # fmt: skip
+            if len(boxes):  # torchvision warns about an empty box list
+                canvas = draw_bounding_boxes(canvas, boxes.cpu(), names(labels), colors=color)
         drawn.append(canvas)
     return torch.stack(drawn)  # [K, 3, S, S]

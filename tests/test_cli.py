@@ -103,7 +103,7 @@ def test_train_evaluate_detect_end_to_end(tmp_path, capsys):
     assert main(["detect", "--checkpoint", str(out / "last.pt"), str(png), "--out", str(det_dir),
                  "--score-threshold", "0.0", "--device", "cpu"]) == 0  # fmt: skip
     drawn = np.asarray(PIL.Image.open(det_dir / "img.png"))
-    assert drawn.shape == (96, 96, 3)
+    assert drawn.shape == (576, 576, 3)  # drawn 6x larger (a whole factor up to >= 512 px) so labels are legible
     report = json.loads((det_dir / "detections.json").read_text())
     assert report[0]["image"] == str(png) and (report[0]["width"], report[0]["height"]) == (96, 96)
     for d in report[0]["detections"]:

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ssd_tutorial import train as train_module
 from ssd_tutorial.checkpoints import load_checkpoint, load_pretrained, rng_state, save_checkpoint, write_atomic
 from ssd_tutorial.config import TINY_SHAPES
 from ssd_tutorial.data import ShapesDataset, collate_detection
-from ssd_tutorial.distributed import RecordingSampler, seed_epoch
+from ssd_tutorial.distributed import RecordingSampler, rebuild_loader, seed_epoch
 from ssd_tutorial.model import build_ssd
-from ssd_tutorial.train import PRETRAINED_DIR, collect_detections, fit, lr_factor, params_sha256, resolve_amp
+from ssd_tutorial.train import PRETRAINED_DIR, collect_detections, fit, lr_factor, resolve_amp
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -281,13 +282,20 @@ def test_seed_makes_epoch_order_a_function_of_seed_and_epoch():
     assert sorted(orders[0]) == list(range(16))
 
 
-def test_record_indices_and_max_iters(tmp_path):
-    model = _model()
-    fit(model, _loader(16), epochs=2, max_iters=2, out_dir=tmp_path, record_indices=True, seed=0, **FAST)
-    data = json.loads((tmp_path / "rank0_indices.json").read_text())
-    assert data["world_size"] == 1 and set(data["indices"]) == {"1", "2"}
-    assert all(len(v) == 8 and len(set(v)) == 8 for v in data["indices"].values())  # 2 iterations x 4 images
-    assert data["params_sha256"] == params_sha256(model)
+def test_shard_hook_sees_each_epoch_and_max_iters_fetches_no_extra_batch(monkeypatch):
+    recorders = []
+
+    def record(loader):
+        recorders.append(RecordingSampler(loader.sampler))
+        return rebuild_loader(loader, recorders[-1])
+
+    monkeypatch.setattr(train_module, "_shard_hook", record)
+    fit(_model(), _loader(16), epochs=2, max_iters=2, seed=0, **FAST)
+    (recorder,) = recorders
+    assert set(recorder.by_epoch) == {0, 1}
+    for seen in recorder.by_epoch.values():
+        assert len(seen) == 8 and len(set(seen)) == 8  # 2 iterations x 4 images: the third batch is never loaded
+    assert recorder.by_epoch[0] != recorder.by_epoch[1]
 
 
 def test_resolve_amp_defaults_and_errors():
