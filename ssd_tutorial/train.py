@@ -220,6 +220,7 @@ def fit(
                 if on_epoch_end is not None and is_main:
                     on_epoch_end(dict(record))
         except KeyboardInterrupt as err:
+            _flush(run, loggers)  # the losses of the completed steps belong in the checkpoint's epoch sums
             saved = _save_interrupted(run, out, safe)
             raise TrainingInterrupted(getattr(err, "signum", None), run.describe_position(), saved) from None
         finally:
@@ -303,19 +304,18 @@ def _train_one_epoch(run: Run, epoch: int, *, seed: int | None, rank: int, logge
         restore_rng_state(point["rng"])
     bar.update(run.done)
     run.model.train()
-    window = LossWindow()
     start, images = time.perf_counter(), 0
     for it in range(run.done, run.iters):
         batch_images, targets = next(batches)
-        window.add(it, _train_step(run, batch_images, targets, safe), run.optimizer.param_groups[0]["lr"])
+        _train_step(run, batch_images, targets, safe)
         images += batch_images.shape[0]
-        if len(window) == LossWindow.SIZE or it + 1 == run.iters:
-            _flush(run, window, epoch, loggers, bar)
+        if len(run.window) == LossWindow.SIZE or it + 1 == run.iters:
+            _flush(run, loggers, bar)
     return _epoch_record(run, epoch, images, time.perf_counter() - start)
 
 
-def _train_step(run: Run, images: Tensor, targets: list[dict], safe: SafePoints) -> Tensor:
-    """Forward, backward and optimizer step on one batch; returns Tensor[2] (loss_loc, loss_cls) on the device."""
+def _train_step(run: Run, images: Tensor, targets: list[dict], safe: SafePoints) -> None:
+    """Forward, backward and optimizer step on one batch; its losses go to ``run.window`` (still on the device)."""
     images = images.to(run.device, non_blocking=True)
     if run.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -332,12 +332,16 @@ def _train_step(run: Run, images: Tensor, targets: list[dict], safe: SafePoints)
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.scheduler.step()
+        pair = torch.stack([losses["loss_loc"].detach(), losses["loss_cls"].detach()]).float()  # no graph kept alive
+        run.window.add(run.done, pair, run.optimizer.param_groups[0]["lr"])
         run.step_done()
-    return torch.stack([losses["loss_loc"].detach(), losses["loss_cls"].detach()]).float()  # no graph kept alive
 
 
-def _flush(run: Run, window: LossWindow, epoch: int, loggers: RunLoggers, bar: Any) -> None:
+def _flush(run: Run, loggers: RunLoggers, bar: Any = None) -> None:
     """Read the window's losses back to the host (the one sync per log interval), check, sum and log them."""
+    window, epoch = run.window, run.epoch
+    if not len(window):
+        return
     values = window.read()  # [n, 2] float64 on the CPU
     for (it, lr), (loc, cls) in zip(window.steps, values.tolist()):
         if not math.isfinite(loc + cls):
@@ -349,8 +353,9 @@ def _flush(run: Run, window: LossWindow, epoch: int, loggers: RunLoggers, bar: A
         run.sums += torch.tensor([loc, cls, 1.0], dtype=torch.float64)  # one by one: the same sums after a resume
         run.last_finite = (it, loc + cls)
         loggers.iteration(epoch * run.iters + it, loss=loc + cls, loss_loc=loc, loss_cls=cls, lr=lr)
-    bar.set_postfix(loss=f"{run.last_finite[1]:.3f}", lr=f"{window.steps[-1][1]:.2e}", refresh=False)
-    bar.update(len(window))
+    if bar is not None:
+        bar.set_postfix(loss=f"{run.last_finite[1]:.3f}", lr=f"{window.steps[-1][1]:.2e}", refresh=False)
+        bar.update(len(window))
     window.clear()
 
 

@@ -180,9 +180,10 @@ class Run:
     epoch_rng: dict | None = None  # RNG states at the start of the epoch in progress; None at an epoch boundary
     step_rng: dict | None = None  # RNG states after the last completed iteration
     last_finite: tuple[int, float] | None = None  # (iteration, loss) of the last finite loss of this epoch
+    window: LossWindow = field(default_factory=lambda: LossWindow())  # losses of the steps not summed yet
 
     def begin_epoch(self, epoch: int, rng: dict, point: dict | None) -> None:
-        self.epoch, self.last_finite = epoch, None
+        self.epoch, self.last_finite, self.window = epoch, None, LossWindow()
         if point is None:
             self.done, self.sums, self.epoch_rng, self.step_rng = 0, torch.zeros(3, dtype=torch.float64), rng, rng
         else:
