@@ -62,7 +62,7 @@ def test_small_images_are_upscaled_and_boxes_coloured_by_class():
     assert tuple(drawn[80 * 4, 10 * 4 + 1]) == class_color(1)  # left edge of box 1, in input pixels x 4
     assert tuple(drawn[40 * 4, 120 * 4 - 1]) == class_color(3)  # right edge of box 2 (PIL draws lines inward)
     assert class_color(1) != class_color(3)
-    label_strip = drawn[60 * 4 - 3, 10 * 4 : 50 * 4]  # just above box 1: its label box, filled with the class colour
+    label_strip = drawn[60 * 4 - 1, 10 * 4 : 50 * 4]  # the row above box 1: its label box, in the class colour
     assert (label_strip == class_color(1)).all(axis=1).mean() > 0.3
 
 
