@@ -34,6 +34,7 @@ __all__ = [
     "unwrap_model",
     "prepare_out_dir",
     "run_lock",
+    "check_run_folder",
     "RUN_FILES",
     "PRETRAINED_DIR",
 ]
@@ -190,6 +191,29 @@ def prepare_out_dir(out_dir: str | os.PathLike) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise PermissionError(f"output folder {str(out)!r} is not writable by this user")
     return out
+
+
+def check_run_folder(out_dir: str | os.PathLike, *, resume: str | os.PathLike | None, overwrite: bool,
+                     epochs: int) -> None:  # fmt: skip
+    """What ``python -m ssd_tutorial train`` checks before loading any data: it does not replace a run in
+    ``out_dir`` unasked (``overwrite`` deletes it), and a ``resume`` must leave epochs to train.
+
+    Introduced in: 06_training.ipynb
+    """
+    out = Path(out_dir)
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and resume is None and not overwrite:
+        raise FileExistsError(f"{out} already holds a training run ({', '.join(existing)}); pass --resume "
+                              f"{out / 'last.pt'} to continue it, --overwrite to replace it, or another --out")
+    if existing and resume is None:
+        for name in existing:
+            (out / name).unlink()
+    if resume is not None:
+        checkpoint = load_checkpoint(resume)
+        done = int(checkpoint.get("epoch", 0)) if "optimizer" in checkpoint else 0
+        if epochs <= done:
+            raise ValueError(f"--resume {resume}: that run has done {done} epoch(s) already and --epochs is "
+                             f"{epochs}; pass --epochs above {done} to train longer")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -13,6 +13,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or bool(os.environ.get("SSD_TUTORIAL_DEBUG"))
     command = {"train": run_train, "evaluate": run_evaluate, "detect": run_detect, "anchors": run_anchors}[args.command]
-    previous = signal.getsignal(signal.SIGTERM)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     if previous is not None:  # SIGTERM ends like Ctrl-C: with a message (and train's last.pt), not as status -15
         signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -231,29 +233,10 @@ def _model(checkpoint: str, device):
     return model
 
 
-def _check_run_folder(args: argparse.Namespace, out: Path, epochs: int) -> None:
-    """Before any data is loaded: refuse to replace a run unasked, and a resume that has nothing left to do."""
-    from .checkpoints import RUN_FILES, load_checkpoint
-
-    existing = [name for name in RUN_FILES if (out / name).exists()]
-    if existing and args.resume is None and not args.overwrite:
-        raise FileExistsError(f"{out} already holds a training run ({', '.join(existing)}); pass --resume "
-                              f"{out / 'last.pt'} to continue it, --overwrite to replace it, or another --out")
-    if existing and args.resume is None:
-        for name in existing:
-            (out / name).unlink()
-    if args.resume is not None:
-        checkpoint = load_checkpoint(args.resume)
-        done = int(checkpoint.get("epoch", 0)) if "optimizer" in checkpoint else 0
-        if epochs <= done:
-            raise ValueError(f"--resume {args.resume}: that run has done {done} epoch(s) already and --epochs is "
-                             f"{epochs}; pass --epochs above {done} to train longer")  # fmt: skip
-
-
 def run_train(args: argparse.Namespace) -> None:
     import torch
 
-    from .checkpoints import run_lock
+    from .checkpoints import check_run_folder, run_lock
     from .config import get_config
     from .distributed import distributed_env
     from .model import build_ssd
@@ -269,7 +252,7 @@ def run_train(args: argparse.Namespace) -> None:
     is_main = distributed_env()[0] == 0
     with run_lock(out if is_main else None, note=_note):  # the folder is checked and held before data is loaded
         if is_main:
-            _check_run_folder(args, out, recipe["epochs"])
+            check_run_folder(out, resume=args.resume, overwrite=args.overwrite, epochs=recipe["epochs"])
         data = dict(year=args.voc_year, num_images=recipe.get("num_train", 2000), seed=args.seed)
         train_set = _dataset(args.data, cfg, train=True, split=args.train_split, **data)
         cfg = _with_classes(cfg, train_set)
@@ -320,40 +303,14 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> None:
-    import torch
-    from torchvision.transforms.v2 import functional as F
-
-    from .drawing import check_image, draw_detections, read_image
-    from .train_support import write_json_atomic
+    from .drawing import check_image, detect_to_files
 
     for path in args.images:  # every image is checked before anything is loaded or written
         check_image(path)
     device = _device(args.device)
     model = _model(args.checkpoint, device)
-    S, names = model.cfg.image_size, model.cfg.class_names
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detections.json").unlink(missing_ok=True)  # a failure below must not leave an earlier run's list
-    report, used = [], set()
-    for path in args.images:
-        image = read_image(path)  # [3, H, W] uint8
-        H, W = image.shape[-2:]
-        resized = F.resize(image, [S, S], antialias=True).float().div(255)  # [3, S, S] in [0, 1]
-        with torch.inference_mode():
-            det = model(resized[None].to(device))[0]
-        keep = det["scores"] >= args.score_threshold
-        boxes = det["boxes"][keep].cpu() * torch.tensor([W / S, H / S, W / S, H / S])  # back to input pixels
-        scores, labels = det["scores"][keep].cpu(), det["labels"][keep].cpu()
-        stem = path.stem
-        while stem in used:
-            stem += "_"
-        used.add(stem)
-        png = args.out / f"{stem}.png"
-        draw_detections(image, boxes, labels, scores, names).save(png)
-        report.append({"image": str(path), "output": str(png), "width": int(W), "height": int(H), "detections": [
-            {"label": int(c), "class_name": names[int(c)], "score": round(float(s), 5),
-             "box_xyxy": [round(float(v), 2) for v in b]} for b, s, c in zip(boxes, scores, labels)]})  # fmt: skip
-        print(f"{path}: {len(scores)} detections -> {png}")
-    write_json_atomic(args.out / "detections.json", report)
+    for item in detect_to_files(model, args.images, args.out, score_threshold=args.score_threshold, device=device):
+        print(f"{item['image']}: {len(item['detections'])} detections -> {item['output']}")
 
 
 def run_anchors(args: argparse.Namespace) -> None:

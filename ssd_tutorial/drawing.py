@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["check_image", "read_image", "to_rgb8", "draw_detections", "class_color", "PALETTE", "MIN_DRAW_SIZE"]
+__all__ = ["check_image", "read_image", "to_rgb8", "draw_detections", "detect_to_files", "class_color", "PALETTE",
+           "MIN_DRAW_SIZE"]
 
 # 20 distinct colours (Sasha Trubetskoy's list); class c >= 1 gets PALETTE[(c - 1) % 20].
 PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
@@ -144,3 +146,44 @@ def draw_detections(image: Tensor, boxes_xyxy: Tensor, labels: Tensor, scores: T
         draw.rectangle((tx, ty, tx + box_w, ty + box_h), fill=color)
         draw.text((tx + pad - left, ty + pad - top), text, fill=_text_color(color), font=font)
     return pil
+
+
+def detect_to_files(model: nn.Module, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                    score_threshold: float = 0.5, device: str | torch.device = "cpu") -> Iterator[dict]:  # fmt: skip
+    """Run ``model`` (eval mode) on image files: ``out_dir/<stem>.png`` with the detections drawn, and
+    ``out_dir/detections.json`` listing this call's images only (written atomically at the end; an earlier list
+    is removed first, so a failure never leaves one that does not match the PNGs). Yields one report dict per
+    image as it is done: image, output, width, height, detections (label, class_name, score, box_xyxy in the
+    image's pixels).
+
+    Introduced in: 07_evaluation_and_inference.ipynb
+    """
+    from torchvision.transforms.v2 import functional as F
+
+    from .train_support import write_json_atomic
+
+    S, names = model.cfg.image_size, model.cfg.class_names
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detections.json").unlink(missing_ok=True)
+    report, used = [], set()
+    for path in map(Path, paths):
+        image = read_image(path)  # [3, H, W] uint8
+        H, W = image.shape[-2:]
+        resized = F.resize(image, [S, S], antialias=True).float().div(255)  # [3, S, S] in [0, 1]
+        with torch.inference_mode():
+            det = model(resized[None].to(device))[0]
+        keep = det["scores"] >= score_threshold
+        boxes = det["boxes"][keep].cpu() * torch.tensor([W / S, H / S, W / S, H / S])  # back to input pixels
+        scores, labels = det["scores"][keep].cpu(), det["labels"][keep].cpu()
+        stem = path.stem
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        png = out / f"{stem}.png"
+        draw_detections(image, boxes, labels, scores, names).save(png)
+        report.append({"image": str(path), "output": str(png), "width": int(W), "height": int(H), "detections": [
+            {"label": int(c), "class_name": names[int(c)], "score": round(float(s), 5),
+             "box_xyxy": [round(float(v), 2) for v in b]} for b, s, c in zip(boxes, scores, labels)]})  # fmt: skip
+        yield report[-1]
+    write_json_atomic(out / "detections.json", report)

@@ -3,7 +3,8 @@
 By default the loop follows the article's recipe (SGD lr 0.005, momentum 0.9, weight decay 5e-4, linear
 warm-up, StepLR every 3 epochs x0.1). The tiny CPU preset uses AdamW with a cosine schedule, which reaches
 its target mAP in fewer iterations (``TRAIN_RECIPES``, benchmarks/RESULTS.md). Checkpoint I/O lives in
-``checkpoints.py`` and is re-exported here; the argument checks and Ctrl-C handling in ``train_support.py``.
+``checkpoints.py``; argument checks, optimizer, lr schedule, AMP choice and Ctrl-C handling in
+``train_support.py``; both are re-exported here.
 
 Introduced in: 06_training.ipynb
 """
@@ -36,14 +37,18 @@ from .checkpoints import (
 )
 from .distributed import distributed_env, distributed_loader, model_device, pick_device, seed_epoch
 from .monitoring import RunLoggers, format_header, format_row
-from .train_support import (
-    SCHEDULES,  # noqa: F401 (re-exported: the schedules fit knows)
+from .train_support import (  # noqa: F401 (AMP_DTYPES, SCHEDULES: re-exported)
+    AMP_DTYPES,
+    SCHEDULES,
     LossWindow,
     Run,
     SafePoints,
     TrainingInterrupted,
+    build_optimizer,
     check_fit_args,
+    lr_factor,
     process_group,
+    resolve_amp,
     weights_finite,
     write_json_atomic,
 )
@@ -90,7 +95,6 @@ FIT_KEYS = (
     "grad_clip",
     "channels_last",
 )
-_WARMUP_START = 0.001  # warm-up starts at lr * 0.001 and grows linearly, as in torchvision's detection references
 
 
 def _shard_hook(loader: DataLoader) -> DataLoader:
@@ -409,31 +413,6 @@ def _save_interrupted(run: Run | None, out: Path | None, safe: SafePoints) -> Pa
     return path
 
 
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_amp(amp: bool | str | None, device: str | torch.device) -> torch.dtype | None:
-    """The autocast dtype ``fit`` uses for ``amp`` on ``device``, or None for float32.
-
-    ``None`` means float16 on CUDA and float32 elsewhere; ``True`` is ``"fp16"``. float16 needs a GradScaler and
-    is CUDA-only here; bfloat16 has float32's exponent range, needs no scaler and also runs on CPUs.
-
-    Introduced in: 06_training.ipynb
-    """
-    device = torch.device(device)
-    if amp is None:
-        amp = device.type == "cuda"
-    if amp is False:
-        return None
-    name = "fp16" if amp is True else amp
-    if name not in AMP_DTYPES:
-        raise ValueError(f"amp must be None, a bool, 'fp16' or 'bf16', got {amp!r}")
-    if name == "fp16" and device.type != "cuda":
-        raise ValueError(f"amp={amp!r} (float16 with a GradScaler) needs a CUDA device, got {device}; "
-                         f"use amp='bf16' or amp=False here")  # fmt: skip
-    return AMP_DTYPES[name]
-
-
 def _validate(net: nn.Module, loader: DataLoader, device: torch.device, loggers: RunLoggers, epoch: int,
               is_main: bool, distributed: bool) -> float:  # fmt: skip
     """All-point mAP@0.5 on rank 0, shared with the other ranks."""
@@ -486,35 +465,3 @@ def params_sha256(model: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def build_optimizer(model: nn.Module, optimizer: str | torch.optim.Optimizer, lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:  # fmt: skip
-    """A named optimizer over the trainable parameters, or ``optimizer`` itself when it is one.
-
-    Introduced in: 06_training.ipynb
-    """
-    if isinstance(optimizer, torch.optim.Optimizer):
-        return optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'sgd', 'adamw' or a torch.optim.Optimizer, got {optimizer!r}")
-
-
-def lr_factor(it: int, *, iters_per_epoch: int, total_iters: int, warmup_iters: int, schedule: str,
-              step_size: int, gamma: float) -> float:  # fmt: skip
-    """Multiplier of the base lr at iteration ``it`` (0-based): linear warm-up times the schedule.
-
-    Introduced in: 06_training.ipynb
-    """
-    warm = 1.0
-    if it < warmup_iters:
-        warm = _WARMUP_START + (1.0 - _WARMUP_START) * it / warmup_iters
-    if schedule == "step":
-        return warm * gamma ** ((it // max(iters_per_epoch, 1)) // step_size)
-    if schedule == "cosine":
-        return warm * 0.5 * (1.0 + math.cos(math.pi * min(it, total_iters) / total_iters))
-    return warm

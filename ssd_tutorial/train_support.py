@@ -1,4 +1,5 @@
-"""What ``fit`` needs around its loop: argument checks, the loop's position, safe points for Ctrl-C, the loss window.
+"""What ``fit`` is built from: argument checks, optimizer, lr schedule and AMP choice, the loop's position, safe
+points for Ctrl-C and the loss window.
 
 Kept out of ``train.py`` so that the loop there reads top to bottom. ``Run`` records where training is (epoch,
 iteration, RNG states at the epoch start and after the last step), which is what a checkpoint written on SIGINT /
@@ -28,10 +29,13 @@ from torch.utils.data import DataLoader
 
 from .checkpoints import rng_state
 
-__all__ = ["SCHEDULES", "check_fit_args", "process_group", "SafePoints", "TrainingInterrupted", "Run", "LossWindow",
-           "weights_finite", "write_json_atomic"]  # fmt: skip
+__all__ = ["SCHEDULES", "AMP_DTYPES", "resolve_amp", "build_optimizer", "lr_factor", "check_fit_args",
+           "process_group", "SafePoints", "TrainingInterrupted", "Run", "LossWindow", "weights_finite",
+           "write_json_atomic"]  # fmt: skip
 
 SCHEDULES = ("step", "cosine", "constant")
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+_WARMUP_START = 0.001  # warm-up starts at lr * 0.001 and grows linearly, as in torchvision's detection references
 
 
 def _int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
@@ -249,3 +253,57 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def resolve_amp(amp: bool | str | None, device: str | torch.device) -> torch.dtype | None:
+    """The autocast dtype ``fit`` uses for ``amp`` on ``device``, or None for float32.
+
+    ``None`` means float16 on CUDA and float32 elsewhere; ``True`` is ``"fp16"``. float16 needs a GradScaler and
+    is CUDA-only here; bfloat16 has float32's exponent range, needs no scaler and also runs on CPUs.
+
+    Introduced in: 06_training.ipynb
+    """
+    device = torch.device(device)
+    if amp is None:
+        amp = device.type == "cuda"
+    if amp is False:
+        return None
+    name = "fp16" if amp is True else amp
+    if name not in AMP_DTYPES:
+        raise ValueError(f"amp must be None, a bool, 'fp16' or 'bf16', got {amp!r}")
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError(f"amp={amp!r} (float16 with a GradScaler) needs a CUDA device, got {device}; "
+                         f"use amp='bf16' or amp=False here")  # fmt: skip
+    return AMP_DTYPES[name]
+
+
+def build_optimizer(model: nn.Module, optimizer: str | torch.optim.Optimizer, lr: float, momentum: float,
+                    weight_decay: float) -> torch.optim.Optimizer:  # fmt: skip
+    """A named optimizer over the trainable parameters, or ``optimizer`` itself when it is one.
+
+    Introduced in: 06_training.ipynb
+    """
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd', 'adamw' or a torch.optim.Optimizer, got {optimizer!r}")
+
+
+def lr_factor(it: int, *, iters_per_epoch: int, total_iters: int, warmup_iters: int, schedule: str,
+              step_size: int, gamma: float) -> float:  # fmt: skip
+    """Multiplier of the base lr at iteration ``it`` (0-based): linear warm-up times the schedule.
+
+    Introduced in: 06_training.ipynb
+    """
+    warm = 1.0
+    if it < warmup_iters:
+        warm = _WARMUP_START + (1.0 - _WARMUP_START) * it / warmup_iters
+    if schedule == "step":
+        return warm * gamma ** ((it // max(iters_per_epoch, 1)) // step_size)
+    if schedule == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(it, total_iters) / total_iters))
+    return warm
