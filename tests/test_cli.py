@@ -313,3 +313,24 @@ def test_detect_16_bit_png_and_the_shipped_models_note(tmp_path, capsys):
     drawn = np.asarray(PIL.Image.open(tmp_path / "d" / "deep.png"))
     expected = np.round(deep / 65535 * 255).astype(np.uint8)  # scaled to 8 bits; convert("RGB") made it all 255
     assert drawn.shape == (512, 512, 3) and (drawn[::4, ::4, 0] == expected).mean() > 0.5  # boxes cover the rest
+
+
+def test_sigterm_to_a_real_training_process_exits_143_not_minus_15(tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-u", "-m", "ssd_tutorial", "train", "--num-train", "400", "--num-val", "4",
+           "--batch-size", "4", "--epochs", "1", "--no-progress", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        header = proc.stdout.readline()  # printed when the first epoch starts
+        assert header.split()[:2] == ["epoch", "loss"], header + proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.count("\n") == 1 and "interrupted by SIGTERM in epoch 1 after iteration" in err
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 0 and checkpoint["extra"]["interrupted"]["iteration"] < 100
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt"]  # no lock, no temp file left
