@@ -211,7 +211,7 @@ class Run:
 
     def describe_position(self) -> str:
         if self.at_boundary():
-            return f"after epoch {self.epoch}"
+            return f"after epoch {self.epoch}" if self.epoch else "before the first epoch"
         return f"in epoch {self.epoch + 1} after iteration {self.done} of {self.iters}"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -330,7 +331,9 @@ def test_sigterm_to_a_real_training_process_exits_143_not_minus_15(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 143, err
-    assert err.count("\n") == 1 and "interrupted by SIGTERM in epoch 1 after iteration" in err
+    assert err.count("\n") == 1, err
+    assert re.search(r"interrupted by SIGTERM (in epoch 1 after iteration \d+ of 100|before the first epoch); "
+                     r"resume from .*last\.pt$", err.strip()), err  # fmt: skip
     checkpoint = torch.load(out / "last.pt", weights_only=True)
-    assert checkpoint["epoch"] == 0 and checkpoint["extra"]["interrupted"]["iteration"] < 100
+    assert checkpoint["epoch"] == 0 and "optimizer" in checkpoint
     assert sorted(p.name for p in out.iterdir()) == ["last.pt"]  # no lock, no temp file left
