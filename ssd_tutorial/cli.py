@@ -175,9 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _terminate(signum: int, frame) -> None:
-    from .train import TrainingInterrupted
-
-    raise TrainingInterrupted(signum)
+    interrupt = KeyboardInterrupt(f"interrupted by {signal.Signals(signum).name}")  # fit turns it into a last.pt
+    interrupt.signum = signum
+    raise interrupt
 
 
 def _note(message: str) -> None:
