@@ -17,10 +17,28 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-__all__ = ["RunLoggers", "draw_debug_images"]
+__all__ = ["RunLoggers", "draw_debug_images", "format_header", "format_row"]
 
 _DEBUG_IMAGES = 4
 _DEBUG_SCORE = 0.5
+
+
+def format_header() -> str:
+    """The header of the one-line-per-epoch table that ``fit`` gives its ``log_fn``.
+
+    Introduced in: 06_training.ipynb
+    """
+    return f"{'epoch':>5} {'loss':>8} {'loc':>8} {'cls':>8} {'lr':>9} {'img/s':>7} {'mAP@0.5':>8}"
+
+
+def format_row(record: dict[str, Any]) -> str:
+    """One history record of ``fit`` as a row of that table (mAP left blank on epochs without validation).
+
+    Introduced in: 06_training.ipynb
+    """
+    m = f"{record['map']:>8.4f}" if "map" in record else f"{'':>8}"
+    return (f"{record['epoch']:>5} {record['loss']:>8.4f} {record['loss_loc']:>8.4f} {record['loss_cls']:>8.4f} "
+            f"{record['lr']:>9.2e} {record['images_per_s']:>7.1f} {m}")  # fmt: skip
 
 
 class RunLoggers:
@@ -122,8 +140,10 @@ def draw_debug_images(net: nn.Module, loader: DataLoader, class_names: Any = Non
     drawn = []
     for image, target, det in zip(images, targets, detections):
         canvas = (image.detach().cpu().clamp(0, 1) * 255).to(torch.uint8)  # [3, S, S]
-        canvas = draw_bounding_boxes(canvas, target["boxes"].cpu(), names(target["labels"]), colors="lime")
         keep = det["scores"] >= _DEBUG_SCORE
-        canvas = draw_bounding_boxes(canvas, det["boxes"][keep].cpu(), names(det["labels"][keep]), colors="red")
+        for boxes, labels, color in ((target["boxes"], target["labels"], "lime"),
+                                     (det["boxes"][keep], det["labels"][keep], "red")):  # fmt: skip
+            if len(boxes):  # torchvision warns about an empty box list
+                canvas = draw_bounding_boxes(canvas, boxes.cpu(), names(labels), colors=color)
         drawn.append(canvas)
     return torch.stack(drawn)  # [K, 3, S, S]

@@ -3,7 +3,8 @@
 By default the loop follows the article's recipe (SGD lr 0.005, momentum 0.9, weight decay 5e-4, linear
 warm-up, StepLR every 3 epochs x0.1). The tiny CPU preset uses AdamW with a cosine schedule, which reaches
 its target mAP in fewer iterations (``TRAIN_RECIPES``, benchmarks/RESULTS.md). Checkpoint I/O lives in
-``checkpoints.py`` and is re-exported here.
+``checkpoints.py``; argument checks, optimizer, lr schedule, AMP choice and Ctrl-C handling in
+``train_support.py``; both are re-exported here.
 
 Introduced in: 06_training.ipynb
 """
@@ -11,7 +12,6 @@ Introduced in: 06_training.ipynb
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -25,18 +25,33 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoints import PRETRAINED_DIR, load_checkpoint, load_pretrained, save_checkpoint, unwrap_model
-from .checkpoints import restore_rng_state as _restore_rng_state
-from .distributed import (
-    RecordingSampler,
-    distributed_env,
-    distributed_loader,
-    model_device,
-    pick_device,
-    rebuild_loader,
-    seed_epoch,
+from .checkpoints import (
+    PRETRAINED_DIR,
+    load_checkpoint,
+    load_pretrained,
+    restore_rng_state,
+    rng_state,
+    run_lock,
+    save_checkpoint,
+    unwrap_model,
 )
-from .monitoring import RunLoggers
+from .distributed import distributed_env, distributed_loader, model_device, pick_device, seed_epoch
+from .monitoring import RunLoggers, format_header, format_row
+from .train_support import (  # noqa: F401 (AMP_DTYPES, SCHEDULES: re-exported)
+    AMP_DTYPES,
+    SCHEDULES,
+    LossWindow,
+    Run,
+    SafePoints,
+    TrainingInterrupted,
+    build_optimizer,
+    check_fit_args,
+    lr_factor,
+    process_group,
+    resolve_amp,
+    weights_finite,
+    write_json_atomic,
+)
 
 __all__ = [
     "fit",
@@ -48,6 +63,7 @@ __all__ = [
     "resolve_amp",
     "build_optimizer",
     "params_sha256",
+    "TrainingInterrupted",
     "TRAIN_RECIPES",
     "FIT_KEYS",
     "PRETRAINED_DIR",
@@ -79,8 +95,11 @@ FIT_KEYS = (
     "grad_clip",
     "channels_last",
 )
-SCHEDULES = ("step", "cosine", "constant")
-_WARMUP_START = 0.001  # warm-up starts at lr * 0.001 and grows linearly, as in torchvision's detection references
+
+
+def _shard_hook(loader: DataLoader) -> DataLoader:
+    """The train loader as each rank draws from it. Identity; tests monkeypatch it to record the indices."""
+    return loader
 
 
 def fit(
@@ -111,7 +130,6 @@ def fit(
     log_fn: Callable[[str], None] | None = None,
     on_epoch_end: Callable[[dict], None] | None = None,
     max_iters: int | None = None,
-    record_indices: bool = False,
 ) -> list[dict]:
     """Train ``model`` (an :class:`~ssd_tutorial.model.SSD`) and return one dict per epoch.
 
@@ -121,18 +139,20 @@ def fit(
 
     Args:
         model: returns ``{"loss_loc", "loss_cls"}`` from ``model(images, targets)`` in train mode.
-        train_loader: yields ``(images Tensor[B, 3, S, S] in [0, 1], list of {"boxes" xyxy px, "labels"})``.
+        train_loader: a DataLoader of ``(images Tensor[B, 3, S, S] in [0, 1], list of {"boxes" xyxy px, "labels"})``.
         epochs: total number of epochs (a resumed run continues up to this number).
         optimizer: ``"sgd"`` (with ``momentum``), ``"adamw"`` or a ready ``torch.optim.Optimizer``.
-        lr, weight_decay: base learning rate and weight decay of a named optimizer.
-        warmup_iters: iterations of linear warm-up from ``lr * 0.001`` to ``lr``.
+        lr, weight_decay: base learning rate (> 0) and weight decay (>= 0) of a named optimizer.
+        warmup_iters: iterations (>= 0) of linear warm-up from ``lr * 0.001`` to ``lr``.
         schedule: ``"step"`` (x ``gamma`` every ``step_size`` epochs, the article's), ``"cosine"`` (down to 0 at
             the last iteration) or ``"constant"``; stepped every iteration.
-        grad_clip: max global gradient norm, or None.
+        grad_clip: max global gradient norm (> 0), or None.
         val_loader, eval_every: evaluate mAP every ``eval_every`` epochs and after the last one (rank 0).
-        out_dir: gets ``last.pt`` (every epoch), ``best.pt`` (best val mAP, or lowest loss without
-            validation), ``history.json`` and TensorBoard logs; only rank 0 writes.
-        resume: a checkpoint written by ``fit``; training continues exactly where it stopped.
+        out_dir: gets ``last.pt`` (every epoch, and on SIGINT/SIGTERM), ``best.pt`` (best val mAP, or lowest loss
+            without validation), ``history.json`` and TensorBoard logs; only rank 0 writes, and holds
+            ``out_dir/train.lock`` meanwhile so that a second training cannot write there too.
+        resume: a checkpoint written by ``fit``; training continues exactly where it stopped, also from the
+            middle of an epoch (the batches already trained on are loaded again and skipped).
         amp: mixed precision. ``"fp16"`` (or ``True``): float16 autocast with a GradScaler, CUDA only;
             ``"bf16"``: bfloat16 autocast, no scaler needed (CUDA, or a CPU with bf16 support); ``False``:
             float32. None: ``"fp16"`` on CUDA, float32 elsewhere.
@@ -148,203 +168,249 @@ def fit(
         on_epoch_end: called on rank 0 after each epoch (after its checkpoint is written) with that epoch's
             dict, as returned in the history: for live plots or early stopping by raising an exception.
         max_iters: cap on iterations per epoch (quick runs, tests).
-        record_indices: write the dataset indices this rank trained on, per epoch, and a hash of its final
-            weights to ``out_dir/rank{r}_indices.json`` (checks DDP sharding).
+
+    Losses stay on the device and are read back every few iterations; a non-finite loss raises
+    FloatingPointError naming the epoch, the iteration and the last finite loss, and the last checkpoint is
+    left as it was. SIGINT / SIGTERM (in the main thread) let the current optimizer step finish, write
+    ``last.pt`` at that point and raise :class:`TrainingInterrupted` (a KeyboardInterrupt).
 
     Under ``torchrun`` (RANK, WORLD_SIZE, LOCAL_RANK set) the process group is set up (gloo on CPU, nccl on
-    CUDA), the loader gets a DistributedSampler (``set_epoch`` each epoch) and the model is wrapped in
-    DistributedDataParallel; the group is destroyed at the end if ``fit`` created it.
+    CUDA), the loader gets a DistributedSampler (``set_epoch`` each epoch; all other DataLoader options kept)
+    and the model is wrapped in DistributedDataParallel; the group is destroyed at the end if ``fit`` created
+    it. There, resuming is bit-exact from an epoch boundary; from the middle of an epoch the other ranks'
+    augmentation draws differ from an uninterrupted run.
 
     Introduced in: 06_training.ipynb
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if (tensorboard or record_indices) and out_dir is None:
-        raise ValueError("tensorboard=True and record_indices=True need an out_dir to write to")
-    if max_iters is not None and max_iters < 1:
-        raise ValueError(f"max_iters must be None or >= 1, got {max_iters!r}")
+    check_fit_args(model, train_loader, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                   warmup_iters=warmup_iters, schedule=schedule, step_size=step_size, gamma=gamma,
+                   grad_clip=grad_clip, val_loader=val_loader, eval_every=eval_every, out_dir=out_dir,
+                   tensorboard=tensorboard, max_iters=max_iters, seed=seed)  # fmt: skip
     rank, world_size = distributed_env()
-    distributed = world_size > 1
-    device = pick_device(model, device, distributed)
+    device = pick_device(model, device, world_size > 1)
     amp_dtype = resolve_amp(amp, device)
-    amp = amp_dtype is not None
-    created_group = distributed and not dist.is_initialized()
-    if created_group:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    loggers = None
-    try:
-        is_main = rank == 0
-        out_dir = Path(out_dir) if out_dir is not None else None
-        net = model.to(device)
-        if channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(net, optimizer, lr, momentum, weight_decay)
-        if distributed:
-            train_loader = distributed_loader(train_loader, rank=rank, world_size=world_size, seed=seed or 0)
-        recorder = None
-        if record_indices:
-            recorder = RecordingSampler(train_loader.sampler)
-            train_loader = rebuild_loader(train_loader, recorder)
-        iters = len(train_loader) if max_iters is None else min(max_iters, len(train_loader))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
-            it, iters_per_epoch=iters, total_iters=max(1, epochs * iters), warmup_iters=warmup_iters,
-            schedule=schedule, step_size=step_size, gamma=gamma))  # fmt: skip
-        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no scaling
-        history: list[dict] = []
-        best: float | None = None
-        start_epoch = 0
-        if resume is not None:
-            checkpoint = load_checkpoint(resume, net, map_location=device)
-            if "optimizer" in checkpoint:  # a training checkpoint: continue where it stopped (else: weights only)
-                optimizer.load_state_dict(checkpoint["optimizer"])
-                scheduler.load_state_dict(checkpoint["scheduler"])
-                if scaler.is_enabled() and checkpoint.get("scaler"):
-                    scaler.load_state_dict(checkpoint["scaler"])
-                start_epoch = int(checkpoint["epoch"])
-                history = list(checkpoint["metrics"].get("history", []))
-                best = checkpoint["metrics"].get("best")
-                if seed is None:
-                    _restore_rng_state(checkpoint["rng"])
-        if distributed:
-            device_ids = [device.index] if device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
-        cfg = getattr(net, "cfg", None)
-        hparams = dict(epochs=epochs, optimizer=type(optimizer).__name__, lr=lr, momentum=momentum,
+    is_main = rank == 0
+    out = Path(out_dir) if out_dir is not None and is_main else None
+    say = (log_fn if log_fn is not None else (tqdm.write if progress else None)) if is_main else None
+    with process_group(world_size, device), run_lock(out, note=say), SafePoints() as safe:
+        run = _setup(model, train_loader, optimizer, device=device, amp_dtype=amp_dtype, rank=rank,
+                     world_size=world_size, seed=seed, channels_last=channels_last, grad_clip=grad_clip,
+                     max_iters=max_iters, resume=resume, out=out,
+                     schedule=dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                   warmup_iters=warmup_iters, schedule=schedule, step_size=step_size,
+                                   gamma=gamma))  # fmt: skip
+        hparams = dict(epochs=epochs, optimizer=type(run.optimizer).__name__, lr=lr, momentum=momentum,
                        weight_decay=weight_decay, warmup_iters=warmup_iters, schedule=schedule, step_size=step_size,
                        gamma=gamma, grad_clip=grad_clip, seed=seed, world_size=world_size,
-                       amp=str(amp_dtype).removeprefix("torch.") if amp else False,
-                       config=cfg.to_dict() if cfg is not None else None)  # fmt: skip
-        say = (log_fn if log_fn is not None else (tqdm.write if progress else None)) if is_main else None
-        if say is not None and start_epoch < epochs:
-            say(f"{'epoch':>5} {'loss':>8} {'loc':>8} {'cls':>8} {'lr':>9} {'img/s':>7} {'mAP@0.5':>8}")
-        indices_log: dict[str, list[int]] = {}
-        loggers = RunLoggers(out_dir if is_main else None, tensorboard=tensorboard and is_main,
-                             clearml=clearml if is_main else None, hparams=hparams)  # fmt: skip
-        for epoch in range(start_epoch, epochs):
-            if seed is not None:
-                seed_epoch(seed, epoch, rank)
-            if hasattr(train_loader.sampler, "set_epoch"):
-                train_loader.sampler.set_epoch(epoch)
-            bar = tqdm(total=iters, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
-                       disable=None if (progress and is_main) else True)  # fmt: skip
-            start = time.perf_counter()
-            sums = _train_epoch(model, net, train_loader, optimizer, scheduler, scaler, device=device,
-                                amp_dtype=amp_dtype, channels_last=channels_last, grad_clip=grad_clip, iters=iters,
-                                epoch=epoch, loggers=loggers, bar=bar)  # fmt: skip
-            elapsed = time.perf_counter() - start
-            bar.close()
-            if recorder is not None:
-                indices_log[str(epoch + 1)] = recorder.seen[: int(sums[3].item())]
-            if distributed:
-                dist.all_reduce(sums)  # sums over ranks: mean losses over all iterations, total images
-            n = max(sums[2].item(), 1.0)
-            record = {"epoch": epoch + 1, "loss": (sums[0] + sums[1]).item() / n, "loss_loc": sums[0].item() / n,
-                      "loss_cls": sums[1].item() / n, "lr": optimizer.param_groups[0]["lr"],
-                      "images_per_s": sums[3].item() / max(elapsed, 1e-9)}  # fmt: skip
-            if val_loader is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
-                record["map"] = _validate(net, val_loader, device, loggers, epoch + 1, is_main, distributed)
-            history.append(record)
-            loggers.epoch(record)
-            key, sign = ("map", 1.0) if val_loader is not None else ("loss", -1.0)
-            improved = key in record and (best is None or sign * record[key] > sign * best)
-            best = record[key] if improved else best
-            if is_main and out_dir is not None:
-                state = dict(epoch=epoch + 1, cfg=cfg, metrics={"history": history, "best": best},
-                             scaler=scaler if scaler.is_enabled() else None)  # fmt: skip
-                save_checkpoint(out_dir / "last.pt", net, optimizer, scheduler, **state)
-                if improved:
-                    save_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, **state)
-                (out_dir / "history.json").write_text(json.dumps(history, indent=1))
-            if say is not None:
-                m = f"{record['map']:>8.4f}" if "map" in record else f"{'':>8}"
-                say(f"{record['epoch']:>5} {record['loss']:>8.4f} {record['loss_loc']:>8.4f} "
-                    f"{record['loss_cls']:>8.4f} {record['lr']:>9.2e} {record['images_per_s']:>7.1f} {m}")  # fmt: skip
-            if on_epoch_end is not None and is_main:
-                on_epoch_end(dict(record))
-        if recorder is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / f"rank{rank}_indices.json").write_text(
-                json.dumps(
-                    {
-                        "rank": rank,
-                        "world_size": world_size,
-                        "indices": indices_log,
-                        "params_sha256": params_sha256(net),
-                    }
-                )
-            )
-        if distributed:
-            dist.barrier()  # rank 0 has finished writing before any rank returns
-    finally:
-        if loggers is not None:
+                       amp=str(amp_dtype).removeprefix("torch.") if amp_dtype else False,
+                       config=run.cfg.to_dict() if run.cfg is not None else None)  # fmt: skip
+        loggers = RunLoggers(out, tensorboard=tensorboard and is_main, clearml=clearml if is_main else None,
+                             hparams=hparams)  # fmt: skip
+        try:
+            if say is not None and run.start_epoch < epochs:
+                say(format_header())
+            for epoch in range(run.start_epoch, epochs):
+                bar = tqdm(total=run.iters, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
+                           disable=None if (progress and is_main) else True)  # fmt: skip
+                record = _train_one_epoch(run, epoch, seed=seed, rank=rank, loggers=loggers, safe=safe, bar=bar)
+                bar.close()
+                if val_loader is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+                    record["map"] = _validate(run.net, val_loader, device, loggers, epoch + 1, is_main,
+                                              world_size > 1)  # fmt: skip
+                with safe.deferred():  # Ctrl-C waits until the epoch's checkpoints are written
+                    _end_epoch(run, record, out, loggers, has_val=val_loader is not None)
+                if say is not None:
+                    say(format_row(record))
+                if on_epoch_end is not None and is_main:
+                    on_epoch_end(dict(record))
+        except KeyboardInterrupt as err:
+            _flush(run, loggers)  # the losses of the completed steps belong in the checkpoint's epoch sums
+            saved = _save_interrupted(run, out, safe)
+            raise TrainingInterrupted(getattr(err, "signum", None), run.describe_position(), saved) from None
+        finally:
             loggers.close()
-        if created_group:
-            dist.destroy_process_group()
-    return history
+        if world_size > 1:
+            dist.barrier()  # rank 0 has finished writing before any rank returns
+    return run.history
 
 
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+def _setup(model: nn.Module, loader: DataLoader, optimizer: str | torch.optim.Optimizer, *, device: torch.device,
+           amp_dtype: torch.dtype | None, rank: int, world_size: int, seed: int | None, channels_last: bool,
+           grad_clip: float | None, max_iters: int | None, resume: Any, out: Path | None,
+           schedule: dict[str, Any]) -> Run:  # fmt: skip
+    """Model on its device, optimizer, per-iteration lr schedule, DDP wrapper and loader, resumed state."""
+    net = model.to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    opt = build_optimizer(net, optimizer, schedule["lr"], schedule["momentum"], schedule["weight_decay"])
+    if world_size > 1:
+        loader = distributed_loader(loader, rank=rank, world_size=world_size, seed=seed or 0)
+    loader = _shard_hook(loader)
+    iters = len(loader) if max_iters is None else min(max_iters, len(loader))
+    sched_kw = {k: schedule[k] for k in ("warmup_iters", "schedule", "step_size", "gamma")}
+    total = max(1, schedule["epochs"] * iters)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda it: lr_factor(it, iters_per_epoch=iters, total_iters=total, **sched_kw)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no scaling
+    wrapped = net
+    if world_size > 1:
+        wrapped = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    run = Run(net=net, model=wrapped, optimizer=opt, scheduler=scheduler, scaler=scaler, loader=loader, iters=iters,
+              device=device, amp_dtype=amp_dtype, channels_last=channels_last, grad_clip=grad_clip,
+              cfg=getattr(net, "cfg", None))  # fmt: skip
+    if resume is not None:
+        _resume(run, resume, seed)
+        run.saved = out is not None and Path(resume).resolve() == (out / "last.pt").resolve()
+    run.epoch = run.start_epoch
+    return run
 
 
-def resolve_amp(amp: bool | str | None, device: str | torch.device) -> torch.dtype | None:
-    """The autocast dtype ``fit`` uses for ``amp`` on ``device``, or None for float32.
+def _resume(run: Run, path: str | os.PathLike, seed: int | None) -> None:
+    """Load a checkpoint into ``run``: weights only, or the whole training state (also from mid-epoch)."""
+    checkpoint = load_checkpoint(path, run.net, map_location=run.device)
+    if "optimizer" not in checkpoint:  # a weights-only checkpoint: start training from these weights
+        return
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    if run.scaler.is_enabled() and checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    run.start_epoch = int(checkpoint["epoch"])
+    run.history = list(checkpoint["metrics"].get("history", []))
+    run.best = checkpoint["metrics"].get("best")
+    point = (checkpoint.get("extra") or {}).get("interrupted")
+    if point is not None:
+        if int(point["iters_per_epoch"]) != run.iters:
+            raise ValueError(f"resume: checkpoint {str(path)!r} was interrupted in epoch {int(point['epoch']) + 1} "
+                             f"at iteration {int(point['iteration'])} of {int(point['iters_per_epoch'])} per epoch, "
+                             f"but this run has {run.iters} iterations per epoch; resume with the same data, batch "
+                             f"size and max_iters")  # fmt: skip
+        run.resume_point = {**point, "rng": checkpoint["rng"]}  # the RNG states after its last completed step
+    elif seed is None:
+        restore_rng_state(checkpoint["rng"])
 
-    ``None`` means float16 on CUDA and float32 elsewhere; ``True`` is ``"fp16"``. float16 needs a GradScaler and
-    is CUDA-only here; bfloat16 has float32's exponent range, needs no scaler and also runs on CPUs.
 
-    Introduced in: 06_training.ipynb
-    """
-    device = torch.device(device)
-    if amp is None:
-        amp = device.type == "cuda"
-    if amp is False:
-        return None
-    name = "fp16" if amp is True else amp
-    if name not in AMP_DTYPES:
-        raise ValueError(f"amp must be None, a bool, 'fp16' or 'bf16', got {amp!r}")
-    if name == "fp16" and device.type != "cuda":
-        raise ValueError(f"amp={amp!r} (float16 with a GradScaler) needs a CUDA device, got {device}; "
-                         f"use amp='bf16' or amp=False here")  # fmt: skip
-    return AMP_DTYPES[name]
+def _train_one_epoch(run: Run, epoch: int, *, seed: int | None, rank: int, loggers: RunLoggers, safe: SafePoints,
+                     bar: Any) -> dict:  # fmt: skip
+    """One pass over the loader (or the rest of an interrupted one); returns the epoch's history record."""
+    point, run.resume_point = run.resume_point, None
+    if point is not None:
+        restore_rng_state(point["epoch_rng"])
+    elif seed is not None:
+        seed_epoch(seed, epoch, rank)
+    run.begin_epoch(epoch, rng_state(), point)
+    if hasattr(run.loader.sampler, "set_epoch"):
+        run.loader.sampler.set_epoch(epoch)
+    batches = iter(run.loader)
+    for _ in range(run.done):  # resumed mid-epoch: the same batches again, not trained on, so the data order holds
+        next(batches)
+    if point is not None:
+        restore_rng_state(point["rng"])
+    bar.update(run.done)
+    run.model.train()
+    start, images = time.perf_counter(), 0
+    for it in range(run.done, run.iters):
+        batch_images, targets = next(batches)
+        _train_step(run, batch_images, targets, safe)
+        images += batch_images.shape[0]
+        if len(run.window) == LossWindow.SIZE or it + 1 == run.iters:
+            _flush(run, loggers, bar)
+    return _epoch_record(run, epoch, images, time.perf_counter() - start)
 
 
-def _train_epoch(model: nn.Module, net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 scheduler: Any, scaler: Any, *, device: torch.device, amp_dtype: torch.dtype | None,
-                 channels_last: bool, grad_clip: float | None, iters: int, epoch: int, loggers: RunLoggers,
-                 bar: Any) -> Tensor:  # fmt: skip
-    """One pass over ``loader``; returns float64 sums [loss_loc, loss_cls, iterations, images]."""
-    model.train()
-    sums = torch.zeros(4, dtype=torch.float64)
-    for it, (images, targets) in enumerate(loader):
-        if it >= iters:
-            break
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets = [{k: v.to(device) if isinstance(v, Tensor) else v for k, v in t.items()} for t in targets]
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float16, enabled=amp_dtype is not None):
-            losses = model(images, targets)
-        loss = losses["loss_loc"] + losses["loss_cls"]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if grad_clip is not None:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        loc, cls = losses["loss_loc"].item(), losses["loss_cls"].item()  # plain floats: no graph is kept alive
+def _train_step(run: Run, images: Tensor, targets: list[dict], safe: SafePoints) -> None:
+    """Forward, backward and optimizer step on one batch; its losses go to ``run.window`` (still on the device)."""
+    images = images.to(run.device, non_blocking=True)
+    if run.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets = [{k: v.to(run.device) if isinstance(v, Tensor) else v for k, v in t.items()} for t in targets]
+    with torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float16, enabled=run.amp_dtype is not None):
+        losses = run.model(images, targets)
+    loss = losses["loss_loc"] + losses["loss_cls"]
+    with safe.deferred():  # a signal waits until this step is complete, so last.pt is never half a step
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if run.grad_clip is not None:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.net.parameters(), run.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        pair = torch.stack([losses["loss_loc"].detach(), losses["loss_cls"].detach()]).float()  # no graph kept alive
+        run.window.add(run.done, pair, run.optimizer.param_groups[0]["lr"])
+        run.step_done()
+
+
+def _flush(run: Run, loggers: RunLoggers, bar: Any = None) -> None:
+    """Read the window's losses back to the host (the one sync per log interval), check, sum and log them."""
+    window, epoch = run.window, run.epoch
+    if not len(window):
+        return
+    values = window.read()  # [n, 2] float64 on the CPU
+    for (it, lr), (loc, cls) in zip(window.steps, values.tolist()):
         if not math.isfinite(loc + cls):
+            last = (f"the last finite loss was {run.last_finite[1]:.4f} at iteration {run.last_finite[0]}"
+                    if run.last_finite is not None else "no finite loss before it")  # fmt: skip
             raise FloatingPointError(f"loss is {loc + cls} at epoch {epoch + 1}, iteration {it} (loss_loc={loc}, "
-                                     f"loss_cls={cls}); lower the lr or set grad_clip")  # fmt: skip
-        sums += torch.tensor([loc, cls, 1.0, float(images.shape[0])], dtype=torch.float64)
-        lr = optimizer.param_groups[0]["lr"]
-        loggers.iteration(epoch * iters + it, loss=loc + cls, loss_loc=loc, loss_cls=cls, lr=lr)
-        bar.set_postfix(loss=f"{loc + cls:.3f}", lr=f"{lr:.2e}", refresh=False)
-        bar.update()
-    return sums
+                                     f"loss_cls={cls}); {last} in this epoch; the last checkpoint is kept as it "
+                                     f"was; lower the lr or set grad_clip")  # fmt: skip
+        run.sums += torch.tensor([loc, cls, 1.0], dtype=torch.float64)  # one by one: the same sums after a resume
+        run.last_finite = (it, loc + cls)
+        loggers.iteration(epoch * run.iters + it, loss=loc + cls, loss_loc=loc, loss_cls=cls, lr=lr)
+    if bar is not None:
+        bar.set_postfix(loss=f"{run.last_finite[1]:.3f}", lr=f"{window.steps[-1][1]:.2e}", refresh=False)
+        bar.update(len(window))
+    window.clear()
+
+
+def _epoch_record(run: Run, epoch: int, images: int, elapsed: float) -> dict:
+    """Epoch means of the losses (over all ranks), the lr and the throughput of this epoch."""
+    totals = torch.cat([run.sums, torch.tensor([float(images)], dtype=torch.float64)])  # loc, cls, iters, images
+    if dist.is_available() and dist.is_initialized():
+        totals = totals.to(run.device)
+        dist.all_reduce(totals)  # sums over ranks: mean losses over all iterations, total images
+        totals = totals.cpu()
+    n = max(totals[2].item(), 1.0)
+    return {"epoch": epoch + 1, "loss": (totals[0] + totals[1]).item() / n, "loss_loc": totals[0].item() / n,
+            "loss_cls": totals[1].item() / n, "lr": run.optimizer.param_groups[0]["lr"],
+            "images_per_s": totals[3].item() / max(elapsed, 1e-9)}  # fmt: skip
+
+
+def _end_epoch(run: Run, record: dict, out: Path | None, loggers: RunLoggers, *, has_val: bool) -> None:
+    """History, best score, last.pt / best.pt / history.json (rank 0 with an out_dir)."""
+    key, sign = ("map", 1.0) if has_val else ("loss", -1.0)
+    improved = key in record and (run.best is None or sign * record[key] > sign * run.best)
+    if out is not None and not weights_finite(run.net):
+        raise FloatingPointError(f"the weights became non-finite in epoch {record['epoch']} although the loss "
+                                 f"stayed finite; {out / 'last.pt'} keeps the last good one; set grad_clip")
+    run.history.append(record)
+    run.best = record[key] if improved else run.best
+    loggers.epoch(record)
+    if out is not None:
+        state = dict(epoch=record["epoch"], cfg=run.cfg, metrics={"history": run.history, "best": run.best},
+                     scaler=run.scaler if run.scaler.is_enabled() else None)  # fmt: skip
+        save_checkpoint(out / "last.pt", run.net, run.optimizer, run.scheduler, **state)
+        if improved:
+            save_checkpoint(out / "best.pt", run.net, run.optimizer, run.scheduler, **state)
+        write_json_atomic(out / "history.json", run.history)
+    run.end_epoch(saved=out is not None)
+
+
+def _save_interrupted(run: Run | None, out: Path | None, safe: SafePoints) -> Path | None:
+    """On SIGINT/SIGTERM: last.pt at the last completed iteration (None: nothing could be saved)."""
+    if run is None or out is None:
+        return None
+    path = out / "last.pt"
+    if run.at_boundary() and run.saved:
+        return path  # the checkpoint of this epoch boundary is on disk already
+    if not weights_finite(run.net):
+        return None
+    extra = {} if run.at_boundary() else {"interrupted": run.position()}
+    with safe.deferred():
+        save_checkpoint(path, run.net, run.optimizer, run.scheduler, epoch=run.epoch, cfg=run.cfg,
+                        metrics={"history": run.history, "best": run.best}, extra=extra, rng=run.step_rng,
+                        scaler=run.scaler if run.scaler.is_enabled() else None)  # fmt: skip
+    return path
 
 
 def _validate(net: nn.Module, loader: DataLoader, device: torch.device, loggers: RunLoggers, epoch: int,
@@ -399,35 +465,3 @@ def params_sha256(model: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def build_optimizer(model: nn.Module, optimizer: str | torch.optim.Optimizer, lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:  # fmt: skip
-    """A named optimizer over the trainable parameters, or ``optimizer`` itself when it is one.
-
-    Introduced in: 06_training.ipynb
-    """
-    if isinstance(optimizer, torch.optim.Optimizer):
-        return optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'sgd', 'adamw' or a torch.optim.Optimizer, got {optimizer!r}")
-
-
-def lr_factor(it: int, *, iters_per_epoch: int, total_iters: int, warmup_iters: int, schedule: str,
-              step_size: int, gamma: float) -> float:  # fmt: skip
-    """Multiplier of the base lr at iteration ``it`` (0-based): linear warm-up times the schedule.
-
-    Introduced in: 06_training.ipynb
-    """
-    warm = 1.0
-    if it < warmup_iters:
-        warm = _WARMUP_START + (1.0 - _WARMUP_START) * it / warmup_iters
-    if schedule == "step":
-        return warm * gamma ** ((it // max(iters_per_epoch, 1)) // step_size)
-    if schedule == "cosine":
-        return warm * 0.5 * (1.0 + math.cos(math.pi * min(it, total_iters) / total_iters))
-    return warm

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,13 +54,19 @@ def test_help_explains_every_option(command, capsys):
     ["train", "--preset", "nope"],
     ["detect", "--score-threshold", "2", "x.png"],
     ["frobnicate"],
+    ["train", "--grad-clip", "-1"],
+    ["train", "--grad-clip", "0"],
+    ["train", "--warmup-iters", "-5"],
+    ["train", "--lr", "0"],
+    ["train", "--lr", "nan"],
+    ["train", "--workers", "-1"],
 ])  # fmt: skip
 def test_bad_arguments_exit_2_with_a_one_line_error(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("ssd-tutorial")
+    assert err.count("\n") == 1 and err.startswith("ssd-tutorial") and "error: " in err
 
 
 def test_runtime_errors_are_one_line(tmp_path, capsys):
@@ -103,7 +111,7 @@ def test_train_evaluate_detect_end_to_end(tmp_path, capsys):
     assert main(["detect", "--checkpoint", str(out / "last.pt"), str(png), "--out", str(det_dir),
                  "--score-threshold", "0.0", "--device", "cpu"]) == 0  # fmt: skip
     drawn = np.asarray(PIL.Image.open(det_dir / "img.png"))
-    assert drawn.shape == (96, 96, 3)
+    assert drawn.shape == (576, 576, 3)  # drawn 6x larger (a whole factor up to >= 512 px) so labels are legible
     report = json.loads((det_dir / "detections.json").read_text())
     assert report[0]["image"] == str(png) and (report[0]["width"], report[0]["height"]) == (96, 96)
     for d in report[0]["detections"]:
@@ -151,3 +159,188 @@ def test_train_pretrained_backbone_flag(tmp_path, capsys, monkeypatch):
     assert main(["train", "--preset", "tiny_shapes", "--pretrained-backbone", "--epochs", "1",
                  "--out", str(tmp_path / "t")]) == 2  # fmt: skip
     assert "'tiny' has no pretrained weights" in capsys.readouterr().err
+
+
+TINY_RUN = ["train", "--num-train", "8", "--num-val", "4", "--batch-size", "4", "--max-iters", "1", "--no-progress",
+            "--device", "cpu"]  # fmt: skip
+
+
+def _one_line_error(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: " in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["evaluate"], ["detect", "x.png"]])
+def test_unusable_device_is_one_line_naming_what_is_available(command, tmp_path, capsys):
+    png = tmp_path / "x.png"
+    PIL.Image.new("RGB", (8, 8)).save(png)
+    argv = [command[0], *(str(png) if a == "x.png" else a for a in command[1:])]
+    assert main([*argv, "--device", "nope"] + (["--out", str(tmp_path / "o")] if command[0] != "evaluate" else [])) == 2
+    _one_line_error(capsys, "device 'nope' is not a device name", "available here: cpu")
+    if not torch.cuda.is_available():
+        assert main([*argv, "--device", "cuda", "--out", str(tmp_path / "o")] if command[0] != "evaluate"
+                    else [*argv, "--device", "cuda"]) == 2  # fmt: skip
+        _one_line_error(capsys, "device 'cuda' is not available", "no CUDA GPU")
+
+
+def test_checkpoint_whose_config_disagrees_with_its_weights(tmp_path, capsys):
+    from ssd_tutorial.checkpoints import write_atomic
+    from ssd_tutorial.model import build_ssd
+
+    other = TINY_SHAPES.replace(num_classes=5, class_names=(*TINY_SHAPES.class_names, "star"))
+    bad = write_atomic(tmp_path / "mixed.pt", {"model": build_ssd(other).state_dict(), "config": TINY_SHAPES.to_dict(),
+                                               "epoch": 0})  # fmt: skip
+    assert main(["evaluate", "--checkpoint", str(bad), "--num-images", "2", "--device", "cpu"]) == 2
+    _one_line_error(capsys, "mixed.pt", "do not fit", "cls_heads.0.weight")
+    assert main([*TINY_RUN, "--epochs", "1", "--out", str(tmp_path / "r"), "--resume", str(bad)]) == 2
+    _one_line_error(capsys, "mixed.pt", "cls_heads.0.weight")
+    assert main(["evaluate", "--checkpoint", str(tmp_path), "--device", "cpu"]) == 2
+    _one_line_error(capsys, "is a directory")
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    for argv in (["--debug", "evaluate"], ["evaluate", "--debug"]):
+        with pytest.raises(FileNotFoundError, match="missing.pt"):
+            main([*argv, "--checkpoint", str(tmp_path / "missing.pt"), "--device", "cpu"])
+
+
+def test_train_refuses_to_replace_a_run_unasked(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY_RUN, "--epochs", "1", "--out", str(out)]) == 0
+    before = (out / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*TINY_RUN, "--epochs", "1", "--out", str(out)]) == 2
+    _one_line_error(capsys, "already holds a training run", "--resume", "--overwrite")
+    assert (out / "last.pt").read_bytes() == before
+    assert main([*TINY_RUN, "--epochs", "1", "--out", str(out), "--resume", str(out / "last.pt")]) == 2
+    _one_line_error(capsys, "has done 1 epoch(s) already and --epochs is 1")
+    assert main([*TINY_RUN, "--epochs", "1", "--out", str(out), "--overwrite", "--seed", "3"]) == 0
+    assert (out / "last.pt").read_bytes() != before
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "history.json", "last.pt"]  # no lock, no temp left
+
+
+def test_output_folder_is_checked_before_any_data_is_loaded(tmp_path, capsys, monkeypatch):
+    import os
+    import socket
+
+    import ssd_tutorial.cli as cli
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was loaded before the output folder was checked")
+
+    monkeypatch.setattr(cli, "_dataset", no_data)
+    (tmp_path / "file").write_text("x")
+    assert main([*TINY_RUN, "--epochs", "1", "--out", str(tmp_path / "file")]) == 2
+    _one_line_error(capsys, "is a file, not a folder")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "train.lock").write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a live process holds it
+    assert main([*TINY_RUN, "--epochs", "1", "--out", str(busy)]) == 2
+    _one_line_error(capsys, "in use by another training", f"process {os.getppid()}")
+
+
+class _TermAt(torch.utils.data.Dataset):
+    def __init__(self, dataset, at: int) -> None:
+        self.dataset, self.at, self.calls = dataset, at, 0
+        self.class_names = dataset.class_names
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        self.calls += 1
+        if self.calls == self.at:
+            import signal
+
+            signal.raise_signal(signal.SIGTERM)
+        return self.dataset[i]
+
+
+def test_sigterm_in_the_first_epoch_exits_143_with_a_resumable_checkpoint(tmp_path, capsys, monkeypatch):
+    import ssd_tutorial.cli as cli
+
+    real = cli._dataset
+    monkeypatch.setattr(cli, "_dataset", lambda *a, train, **k: _TermAt(real(*a, train=train, **k), 6) if train
+                        else real(*a, train=train, **k))  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["train", "--num-train", "16", "--num-val", "4", "--batch-size", "4", "--max-iters", "3", "--no-progress",
+            "--device", "cpu", "--epochs", "1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 143
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted by SIGTERM in epoch 1 after iteration 1 of 3; resume from" in err
+    monkeypatch.setattr(cli, "_dataset", real)
+    assert main([*argv, "--resume", str(out / "last.pt")]) == 0
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1]
+
+
+def test_detect_checks_images_first_and_writes_only_this_runs_list(tmp_path, capsys):
+    from ssd_tutorial.checkpoints import save_checkpoint
+    from ssd_tutorial.model import build_ssd
+
+    torch.manual_seed(0)
+    ckpt = str(save_checkpoint(tmp_path / "m.pt", build_ssd(TINY_SHAPES)))
+    out = tmp_path / "det"
+    assert main(["detect", "--checkpoint", ckpt, str(tmp_path / "missing.png"), "--out", str(out)]) == 2
+    _one_line_error(capsys, "missing.png")
+    assert not out.exists()  # no empty output folder
+
+    ok, other, junk = tmp_path / "ok.png", tmp_path / "other.png", tmp_path / "bad.png"
+    for path in (ok, other):
+        PIL.Image.new("RGB", (40, 30), (90, 90, 90)).save(path)
+    junk.write_bytes(b"not a png")
+    assert main(["detect", "--checkpoint", ckpt, str(ok), str(other), "--out", str(out), "--device", "cpu"]) == 0
+    assert "model knows: circle, square, triangle" in capsys.readouterr().out
+    assert main(["detect", "--checkpoint", ckpt, str(ok), str(junk), "--out", str(out), "--device", "cpu"]) == 2
+    _one_line_error(capsys, "bad.png")
+    assert len(json.loads((out / "detections.json").read_text())) == 2  # the earlier run's list, untouched
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torchvision "no box was drawn" warning
+        assert main(["detect", "--checkpoint", ckpt, str(ok), "--out", str(out), "--device", "cpu",
+                     "--score-threshold", "1.0"]) == 0  # fmt: skip
+    report = json.loads((out / "detections.json").read_text())
+    assert [r["image"] for r in report] == [str(ok)] and report[0]["detections"] == []
+    assert capsys.readouterr().err == ""  # zero detections: quiet
+
+
+def test_detect_16_bit_png_and_the_shipped_models_note(tmp_path, capsys):
+    from ssd_tutorial.checkpoints import PRETRAINED_DIR
+
+    if not (PRETRAINED_DIR / "tiny_shapes.pt").is_file():
+        pytest.skip("tiny_shapes.pt not shipped")
+    image, _ = ShapesDataset(1, image_size=128, seed=3)[0]
+    deep = (image[0].numpy() * 65535).astype(np.uint16)  # [H, W] 16-bit grey
+    png = tmp_path / "deep.png"
+    PIL.Image.fromarray(deep).save(png)
+    assert main(["detect", str(png), "--out", str(tmp_path / "d"), "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "model knows: circle, square, triangle" in out
+    assert err.count("\n") == 1 and "shipped tiny_shapes model only knows generated shapes" in err
+    drawn = np.asarray(PIL.Image.open(tmp_path / "d" / "deep.png"))
+    expected = np.round(deep / 65535 * 255).astype(np.uint8)  # scaled to 8 bits; convert("RGB") made it all 255
+    assert drawn.shape == (512, 512, 3) and (drawn[::4, ::4, 0] == expected).mean() > 0.5  # boxes cover the rest
+
+
+def test_sigterm_to_a_real_training_process_exits_143_not_minus_15(tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-u", "-m", "ssd_tutorial", "train", "--num-train", "400", "--num-val", "4",
+           "--batch-size", "4", "--epochs", "1", "--no-progress", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        header = proc.stdout.readline()  # printed when the first epoch starts
+        assert header.split()[:2] == ["epoch", "loss"], header + proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.count("\n") == 1, err
+    assert re.search(r"interrupted by SIGTERM (in epoch 1 after iteration \d+ of 100|before the first epoch); "
+                     r"resume from .*last\.pt$", err.strip()), err  # fmt: skip
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 0 and "optimizer" in checkpoint
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt"]  # no lock, no temp file left

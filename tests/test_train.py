@@ -14,12 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ssd_tutorial import train as train_module
 from ssd_tutorial.checkpoints import load_checkpoint, load_pretrained, rng_state, save_checkpoint, write_atomic
 from ssd_tutorial.config import TINY_SHAPES
 from ssd_tutorial.data import ShapesDataset, collate_detection
-from ssd_tutorial.distributed import RecordingSampler, seed_epoch
+from ssd_tutorial.distributed import RecordingSampler, rebuild_loader, seed_epoch
 from ssd_tutorial.model import build_ssd
-from ssd_tutorial.train import PRETRAINED_DIR, collect_detections, fit, lr_factor, params_sha256, resolve_amp
+from ssd_tutorial.train import PRETRAINED_DIR, collect_detections, fit, lr_factor, resolve_amp
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -281,13 +282,20 @@ def test_seed_makes_epoch_order_a_function_of_seed_and_epoch():
     assert sorted(orders[0]) == list(range(16))
 
 
-def test_record_indices_and_max_iters(tmp_path):
-    model = _model()
-    fit(model, _loader(16), epochs=2, max_iters=2, out_dir=tmp_path, record_indices=True, seed=0, **FAST)
-    data = json.loads((tmp_path / "rank0_indices.json").read_text())
-    assert data["world_size"] == 1 and set(data["indices"]) == {"1", "2"}
-    assert all(len(v) == 8 and len(set(v)) == 8 for v in data["indices"].values())  # 2 iterations x 4 images
-    assert data["params_sha256"] == params_sha256(model)
+def test_shard_hook_sees_each_epoch_and_max_iters_fetches_no_extra_batch(monkeypatch):
+    recorders = []
+
+    def record(loader):
+        recorders.append(RecordingSampler(loader.sampler))
+        return rebuild_loader(loader, recorders[-1])
+
+    monkeypatch.setattr(train_module, "_shard_hook", record)
+    fit(_model(), _loader(16), epochs=2, max_iters=2, seed=0, **FAST)
+    (recorder,) = recorders
+    assert set(recorder.by_epoch) == {0, 1}
+    for seen in recorder.by_epoch.values():
+        assert len(seen) == 8 and len(set(seen)) == 8  # 2 iterations x 4 images: the third batch is never loaded
+    assert recorder.by_epoch[0] != recorder.by_epoch[1]
 
 
 def test_resolve_amp_defaults_and_errors():
@@ -434,3 +442,192 @@ def test_clearml_offline(tmp_path):
     assert {("loss", "epoch"), ("AP@0.5", "val"), ("lr", "epoch")} <= scalars
     assert any(e["type"] == "training_debug_image" for e in events)
     assert list((cache / "offline").glob("*.zip"))
+
+
+# ---------------------------------------------------------------- argument checks, devices, DDP loaders
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(grad_clip=-1.0), ValueError, r"grad_clip must be a finite number > 0, got -1.0 \(None: no clipping"),
+    (dict(grad_clip=0), ValueError, "grad_clip.*0 stops learning"),
+    (dict(grad_clip=float("nan")), ValueError, "grad_clip"),
+    (dict(warmup_iters=-5), ValueError, "warmup_iters must be >= 0, got -5"),
+    (dict(warmup_iters=2.5), TypeError, "warmup_iters must be an int, got float 2.5"),
+    (dict(lr=0.0), ValueError, "lr must be a finite number > 0, got 0.0"),
+    (dict(lr="0.1"), TypeError, "lr must be a number, got str"),
+    (dict(momentum=1.0), ValueError, "momentum must be a finite number >= 0 and < 1"),
+    (dict(weight_decay=-1e-4), ValueError, "weight_decay"),
+    (dict(gamma=0), ValueError, "gamma"),
+    (dict(step_size=0), ValueError, "step_size must be >= 1"),
+    (dict(eval_every=0), ValueError, "eval_every must be >= 1"),
+    (dict(max_iters=0), ValueError, "max_iters must be >= 1"),
+    (dict(seed=-1), ValueError, "seed must be >= 0"),
+    (dict(epochs=True), TypeError, "epochs must be an int, got bool"),
+    (dict(val_loader=[1]), TypeError, "val_loader must be a torch.utils.data.DataLoader"),
+    (dict(device="nope"), ValueError, "device 'nope' is not a device name; available here: cpu"),
+])  # fmt: skip
+def test_fit_names_the_bad_argument(kwargs, error, match):
+    args = {"epochs": 1, **FAST, **kwargs}
+    with pytest.raises(error, match=match):
+        fit(_model(), _loader(4), **args)
+
+
+def test_fit_wants_a_model_and_a_dataloader():
+    with pytest.raises(TypeError, match="train_loader must be a torch.utils.data.DataLoader .* got list"):
+        fit(_model(), [1, 2, 3], epochs=1)
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        fit("ssd", _loader(4), epochs=1)
+
+
+def test_resolve_device_names_what_is_available():
+    from ssd_tutorial.distributed import available_devices, resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu") and "cpu" in available_devices()
+    with pytest.raises(ValueError, match=r"device 'nope' is not a device name; available here: cpu"):
+        resolve_device("nope")
+    with pytest.raises(TypeError, match="device must be a str or torch.device, got int"):
+        resolve_device(0)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ValueError, match=f"'cuda:{count}' is not available"):
+        resolve_device(f"cuda:{count}")  # one past the last GPU (cuda:0 on a machine without one)
+
+
+def test_rebuild_loader_keeps_every_option():
+    loader = DataLoader(ShapesDataset(8, image_size=TINY_SHAPES.image_size), batch_size=2, num_workers=1,
+                        prefetch_factor=3, timeout=7.0, pin_memory=False, drop_last=True, persistent_workers=True,
+                        collate_fn=collate_detection)  # fmt: skip
+    copy = rebuild_loader(loader, torch.utils.data.SequentialSampler(loader.dataset))
+    for name in ("batch_size", "num_workers", "prefetch_factor", "timeout", "drop_last", "persistent_workers",
+                 "collate_fn", "pin_memory", "worker_init_fn", "generator", "multiprocessing_context"):  # fmt: skip
+        assert getattr(copy, name) == getattr(loader, name), name
+
+
+def test_distributed_loader_shards_or_refuses():
+    from torch.utils.data import DistributedSampler, WeightedRandomSampler
+
+    from ssd_tutorial.distributed import distributed_loader
+
+    shuffled = distributed_loader(_loader(8), rank=1, world_size=2, seed=0)
+    assert isinstance(shuffled.sampler, DistributedSampler) and shuffled.sampler.shuffle
+    assert len(list(shuffled.sampler)) == 4 and shuffled.batch_size == 4
+    dataset = ShapesDataset(8, image_size=TINY_SHAPES.image_size)
+    weighted = DataLoader(dataset, batch_size=2, sampler=WeightedRandomSampler([1.0] * 8, 8))
+    with pytest.raises(ValueError, match="uses a WeightedRandomSampler, which DistributedSampler cannot reproduce"):
+        distributed_loader(weighted, rank=0, world_size=2, seed=0)
+    with pytest.raises(ValueError, match="custom batch_sampler"):
+        distributed_loader(DataLoader(dataset, batch_sampler=[[0, 1]]), rank=0, world_size=2, seed=0)
+
+
+# ---------------------------------------------------------------- interruptions and non-finite losses
+
+
+class _SignalAt(torch.utils.data.Dataset):
+    """ShapesDataset that raises ``signum`` in this process while item number ``at`` (0-based) is loaded."""
+
+    def __init__(self, n: int, signum: int | None = None, at: int = 0) -> None:
+        self.data, self.signum, self.at, self.calls = ShapesDataset(n, image_size=TINY_SHAPES.image_size), signum, at, 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        if self.signum is not None and self.calls == self.at:
+            import signal
+
+            signal.raise_signal(self.signum)
+        self.calls += 1
+        return self.data[i]
+
+
+def _signal_loader(signum=None, at=0) -> DataLoader:
+    return DataLoader(_SignalAt(16, signum, at), batch_size=4, shuffle=True, collate_fn=collate_detection)
+
+
+def _same_history(a: list[dict], b: list[dict]) -> bool:
+    keys = ("epoch", "loss", "loss_loc", "loss_cls", "lr")
+    return [[h[k] for k in keys] for h in a] == [[h[k] for k in keys] for h in b]
+
+
+@pytest.mark.parametrize("seed", [0, None])
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bit_exactly(tmp_path, seed, signame):
+    import signal
+
+    kwargs = dict(epochs=2, seed=seed, max_iters=3, **FAST)
+    torch.manual_seed(123)
+    straight = _model()
+    expected = fit(straight, _signal_loader(), **kwargs)
+
+    torch.manual_seed(123)
+    with pytest.raises(train_module.TrainingInterrupted, match=rf"{signame} in epoch 1 after iteration 1 of 3; "
+                                                               rf"resume from .*last\.pt") as info:  # fmt: skip
+        fit(_model(), _signal_loader(getattr(signal, signame), at=6), out_dir=tmp_path, **kwargs)  # in batch 2
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.signum == getattr(signal, signame)
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["epoch"] == 0 and checkpoint["extra"]["interrupted"]["iteration"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file, lock released
+    torch.manual_seed(999)
+    resumed = _model(seed=5)
+    history = fit(resumed, _signal_loader(), resume=tmp_path / "last.pt", out_dir=tmp_path, **kwargs)
+    assert _weights_equal(straight, resumed) and _same_history(history, expected)
+
+
+def test_signal_during_the_optimizer_step_waits_for_the_step(tmp_path):
+    import signal
+
+    kwargs = dict(epochs=1, seed=0, max_iters=3, **FAST)
+    straight = _model()
+    fit(straight, _signal_loader(), **kwargs)
+
+    model = _model()
+    steps = []
+    param = next(model.parameters())
+
+    def ctrl_c_in_second_backward(grad):
+        steps.append(1)
+        if len(steps) == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    param.register_hook(ctrl_c_in_second_backward)
+    with pytest.raises(train_module.TrainingInterrupted, match="after iteration 2 of 3"):
+        fit(model, _signal_loader(), out_dir=tmp_path, **kwargs)  # SIGINT in the 2nd backward: that step completes
+    resumed = _model(seed=5)
+    fit(resumed, _signal_loader(), resume=tmp_path / "last.pt", **kwargs)
+    assert _weights_equal(straight, resumed)
+
+
+def test_signal_at_an_epoch_boundary_keeps_that_epochs_checkpoint(tmp_path):
+    import signal
+
+    def on_epoch_end(record):
+        if record["epoch"] == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(train_module.TrainingInterrupted, match="after epoch 1; resume from"):
+        fit(_model(), _loader(8), epochs=2, max_iters=1, out_dir=tmp_path, on_epoch_end=on_epoch_end, **FAST)
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["epoch"] == 1 and "interrupted" not in checkpoint["extra"]
+
+
+class _NaNAt(nn.Module):
+    """A loss (w - 1)^2 + 1 that turns NaN from call ``at`` on."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.w, self.at, self.calls = nn.Parameter(torch.zeros(())), at, 0
+
+    def forward(self, images, targets):
+        self.calls += 1
+        bad = float("nan") if self.calls > self.at else 0.0
+        return {"loss_loc": (self.w - 1) ** 2 + bad, "loss_cls": self.w * 0 + 1}
+
+
+def test_non_finite_loss_names_the_last_finite_one_and_keeps_the_checkpoint(tmp_path):
+    kwargs = dict(epochs=3, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0, warmup_iters=0,
+                  schedule="constant", progress=False, out_dir=tmp_path)  # fmt: skip
+    expected = r"loss is nan at epoch 2, iteration 1 .* last finite loss was 1\.\d+ at iteration 0 in this epoch"
+    with pytest.raises(FloatingPointError, match=expected + "; the last checkpoint is kept"):
+        fit(_NaNAt(3), _loader(8), **kwargs)  # 2 iterations per epoch: call 4 is epoch 2, iteration 1
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["epoch"] == 1 and torch.isfinite(checkpoint["model"]["w"])
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 1
