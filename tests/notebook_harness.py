@@ -304,6 +304,14 @@ class _IPCKernelsForNbval:
         import nbval.kernel  # imported here, once pytest has loaded (and assertion-rewritten) nbval
 
         nbval.kernel.KernelManager = IPCKernelManager
+        nbval.kernel.RunningKernel.execute_cell_input = _execute_with_history
+
+
+def _execute_with_history(self: Any, cell_input: str, allow_stdin: Any = None) -> str:
+    """nbval runs cells with ``store_history=False``, unlike JupyterLab and nbclient; IPython then ignores a
+    trailing ``;`` (its quiet check reads the history), so ``exercises.check(...);`` would print ``True`` under
+    nbval only. Run cells as a notebook does."""
+    return self.kc.execute(cell_input, store_history=True, allow_stdin=allow_stdin, stop_on_error=False)
 
 
 def _pytest_with_ipc_kernels(args: list[str]) -> int:
