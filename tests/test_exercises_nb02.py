@@ -42,7 +42,7 @@ def test_reference_answers_agree_with_default_boxes():
         anchors = default_boxes(cfg)
         assert flat_index(cfg.num_levels - 1, 0, 0, cfg.anchors_per_location[-1] - 1, cfg) == cfg.num_anchors - 1
         for k in range(cfg.num_levels):
-            i = j = cfg.feature_map_sizes[k] - 1
+            i = cfg.feature_map_sizes[k] - 1
             cx, cy, _, _ = anchors[flat_index(k, i, 0, 1, cfg)].tolist()
             assert (cx, cy) == pytest.approx(anchor_center(k, i, 0, cfg))
     assert flat_index(2, 6, 5, 4) == 23138

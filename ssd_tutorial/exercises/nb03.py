@@ -166,7 +166,7 @@ def _check_receptive_field(answer: Any) -> str | None:
         except Exception as error:
             return f"receptive_field_px({layers}) ({what}) raised {type(error).__name__}: {error}"
         if isinstance(got, tuple):
-            return f"return only the receptive field (an int), not a tuple: for {what} expected {expected}, got {got}"
+            return f"return only the receptive field (an int), not a tuple: for {what} you returned {got}"
         problem = compare_number(expected, got, what=f"for {what} {layers if len(layers) <= 3 else ''}".rstrip())
         if problem is None:
             continue
@@ -180,3 +180,55 @@ def _check_receptive_field(answer: Any) -> str | None:
             problem += " — a dilation d spreads a kernel's taps d cells apart: it covers d * (kernel - 1) + 1 cells"
         return problem
     return None
+
+
+# The widget task of 03: image 0 of the feature-map explorer (ShapesDataset seed 3, item 1, as in the notebook).
+EXPLORER_SEED, EXPLORER_ITEM = 3, 1
+
+
+def _explorer_model_and_image() -> tuple[Any, torch.Tensor]:
+    from ..checkpoints import load_pretrained
+    from ..data.shapes import ShapesDataset
+
+    model = load_pretrained("tiny_shapes")
+    image = ShapesDataset(EXPLORER_ITEM + 1, image_size=model.cfg.image_size, seed=EXPLORER_SEED)[EXPLORER_ITEM][0]
+    return model, image
+
+
+def _mean_abs_per_level() -> list[float]:
+    model, image = _explorer_model_and_image()
+    with torch.no_grad():
+        x = (image[None] - model.image_mean) / model.image_std  # [1, 3, S, S], as forward_heads normalizes
+        sources = model.backbone(x)
+    return [float(f.abs().mean()) for f in sources]
+
+
+@register(
+    "03_strongest_level",
+    question="With the feature-map explorer (the shipped tiny_shapes model, image 0): which level k has the largest "
+    "mean |activation| over all its channels and cells? Give the level number.",
+    hint="Move the level slider from 0 to the last level and read the row 'mean |activation|' of the table under "
+    "the figure at each level; the answer is the level where it is largest.",
+    solution="""
+model = ssd_tutorial.load_pretrained("tiny_shapes")
+image = ssd_tutorial.ShapesDataset(2, image_size=128, seed=3)[1][0]
+with torch.no_grad():
+    sources = model.backbone((image[None] - model.image_mean) / model.image_std)
+max(range(len(sources)), key=lambda k: sources[k].abs().mean())
+""",
+)
+def _check_strongest_level(answer: Any) -> str | None:
+    from . import _as_number
+
+    got = _as_number(answer)
+    if got is None or not float(got).is_integer():
+        return f"the answer should be a level number (an int), got {_describe(answer)}: {answer!r}"
+    means = _mean_abs_per_level()
+    level = int(got)
+    if not 0 <= level < len(means):
+        return f"the tiny model has levels 0 … {len(means) - 1}, got {level}"
+    best = max(range(len(means)), key=lambda k: means[k])
+    if level == best:
+        return None
+    return (f"level {level} has a mean |activation| of {means[level]:.4f}, and another level has a larger one: "
+            "read the table at every level")  # fmt: skip
