@@ -42,6 +42,7 @@ __all__ = [
     "plot_history",
     "plot_detections", "plot_pr_curves",
     "draw_box_shapes", "plot_box_shapes",
+    "plot_architecture", "architecture_rows",
 ]  # fmt: skip
 
 
@@ -54,3 +55,4 @@ def anchor_coverage(boxes_xyxy: Tensor, image_size: int | tuple[int, int]) -> Te
                "analysis.anchor_coverage is the share of boxes covered")  # fmt: skip
     warnings.warn(message, DeprecationWarning, stacklevel=2)
     return pixel_anchor_counts(boxes_xyxy, image_size)
+from .architecture import architecture_rows, plot_architecture  # noqa: E402
