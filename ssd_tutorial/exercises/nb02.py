@@ -281,3 +281,56 @@ def _check_smallest_square(answer: Any) -> str | None:
                 f"(here IoU {best:.3f}): keep shrinking")  # fmt: skip
     return (f"at a side of {got:g} px an anchor still has IoU {best:.3f} >= 0.5, and so does a smaller square: "
             "keep shrinking, one pixel at a time")  # fmt: skip
+
+
+# The explorer task of 02: the notebook's example image (ShapesDataset seed 0, item 6) and its largest box.
+EXPLORER_SEED, EXPLORER_INDEX = 0, 6
+
+
+def _best_iou_per_level() -> list[float]:
+    """For each level k of SSD512_VOC: the best IoU with the image's largest box among the n_k anchors of the cell
+    under that box's centre."""
+    from torchvision.ops import box_iou
+
+    from ..anchors import default_boxes
+    from ..boxes import cxcywh_to_xyxy
+    from ..config import SSD512_VOC
+    from ..data.shapes import ShapesDataset
+
+    cfg = SSD512_VOC
+    boxes = ShapesDataset(EXPLORER_INDEX + 1, image_size=cfg.image_size, seed=EXPLORER_SEED)[EXPLORER_INDEX][1]["boxes"]
+    largest = boxes[((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).argmax()]  # [4] xyxy
+    cx, cy = float(largest[0] + largest[2]) / 2, float(largest[1] + largest[3]) / 2
+    anchors = cxcywh_to_xyxy(default_boxes(cfg))  # [A, 4]
+    best = []
+    for k, (f_k, step, n_k) in enumerate(zip(cfg.feature_map_sizes, cfg.steps, cfg.anchors_per_location)):
+        i, j = int(cy // step), int(cx // step)
+        first = sum(cfg.anchors_per_level[:k]) + (i * f_k + j) * n_k
+        best.append(float(box_iou(anchors[first:first + n_k], largest[None]).max()))
+    return best
+
+
+@register(
+    "02_explorer_best_level",
+    question="With the anchor explorer (SSD512_VOC, the notebook's image): at the cell under the centre of the large "
+    "square, which level k has the anchor with the highest IoU with the dashed box?",
+    hint="For each level k, move the row and column sliders to the cell under the box's centre (row i = cy // step_k, "
+    "column j = cx // step_k) and read the largest IoU in the table. Which s_k is closest to the square's side?",
+    solution="""
+from ssd_tutorial.exercises.nb02 import _best_iou_per_level
+best = _best_iou_per_level()          # best IoU at the cell under the centre, per level
+max(range(len(best)), key=lambda k: best[k])
+""",
+)
+def _check_explorer_best_level(answer: Any) -> str | None:
+    got = _as_number(answer)
+    if got is None or not float(got).is_integer():
+        return f"the answer should be a level number k (an int), got {_describe(answer)}: {answer!r}"
+    best = _best_iou_per_level()
+    k = int(got)
+    if not 0 <= k < len(best):
+        return f"SSD512_VOC has levels 0 … {len(best) - 1}, got {k}"
+    if best[k] == max(best):
+        return None
+    return (f"the best anchor of level {k} at that cell has IoU {best[k]:.3f} with the box; another level does "
+            "better. Look at each level's table")  # fmt: skip
