@@ -193,3 +193,31 @@ def test_smallest_square_right(answer, capsys):
 def test_smallest_square_wrong(answer, needle, capsys):
     out = _fails("02_smallest_square", answer, capsys)
     assert needle in out and "26" not in out.replace(f"{answer}", ""), out
+
+
+# --- 02_explorer_best_level (the anchor explorer's task) ------------------------------------------------------------
+
+
+def test_explorer_best_level_by_hand():
+    from ssd_tutorial.exercises.nb02 import _best_iou_per_level
+
+    best = _best_iou_per_level()
+    assert len(best) == SSD512_VOC.num_levels
+    # the large square is 159 x 159 px (342, 338, 501, 497), centred at (421.5, 417.5): on level 2 (step 32) the
+    # cell is (13, 13), centred at (432, 432); its s_2 = 153.6 square [355.2, 508.8]² overlaps it on
+    # x in [355.2, 501] and y in [355.2, 497]
+    inter = (501 - 355.2) * (497 - 355.2)
+    assert best[2] == pytest.approx(inter / (159 ** 2 + 153.6 ** 2 - inter), rel=1e-5)
+    assert max(range(len(best)), key=lambda k: best[k]) == 2
+
+
+@pytest.mark.parametrize("answer", [2, 2.0, torch.tensor(2), np.int64(2)])
+def test_explorer_best_level_right(answer, capsys):
+    assert exercises.check("02_explorer_best_level", answer) is True
+
+
+@pytest.mark.parametrize("answer, needle", [(1, "level 1 at that cell has IoU"), (3, "another level does better"),
+                                            (7, "levels 0 … 6"), (1.5, "level number"), ("2", "level number")])
+def test_explorer_best_level_wrong(answer, needle, capsys):
+    out = _fails("02_explorer_best_level", answer, capsys)
+    assert needle in out and "0.733" not in out, out
