@@ -631,7 +631,7 @@ exercises.check("03_strongest_level", strongest_level);
 # - Walking the layers gives each source's jump and receptive field: 92 px for conv4_3, 420 for conv7 — far
 #   larger than the anchors; the anchor step `cfg.steps[k]` and the jump part ways where a layer shrinks the
 #   map with stride 1.
-# - Each source gets a 3×3 loc head with k·4 channels and a 3×3 cls head with k·C channels;
+# - Each source gets a 3×3 loc head with n_k·4 channels and a 3×3 cls head with n_k·C channels;
 #   `permute(0, 2, 3, 1)` then `reshape(B, -1, n)` and a concatenation over levels give `[B, A, 4]` and
 #   `[B, A, C]`, row a belonging to anchor a of `default_boxes` — the coded heads proved it on the package's
 #   `forward_heads`.

@@ -57,10 +57,10 @@ def test_flatten_head_wrong(capsys):
     # channels last but H and W swapped: rows and columns come out transposed
     out = _fails("03_flatten_head", lambda x, n: x.permute(0, 3, 2, 1).reshape(x.shape[0], -1, n), capsys)
     assert "first mismatch at [0, 3, 0]" in out
-    assert "expected the value of image 0, row 0, col 1, anchor k=0, channel 0" in out
+    assert "expected the value of image 0, row 0, col 1, shape d=0, channel 0" in out
     assert "got image 0, row 1, col 0" in out
     out = _fails("03_flatten_head", lambda x, n: x.permute(0, 2, 3, 1), capsys)
-    assert "[B, H*W*k, n] = [2, 45, 4]" in out and "[2, 3, 5, 12]" in out
+    assert "[B, H*W*n_k, n] = [2, 45, 4]" in out and "[2, 3, 5, 12]" in out
     out = _fails("03_flatten_head", lambda x, n: x.numpy(), capsys)
     assert "torch.Tensor" in out
     out = _fails("03_flatten_head", lambda x: x, capsys)
