@@ -20,14 +20,19 @@
 # # 02 — Tiling the image with anchors
 #
 # Notebook 01 counted SSD512's anchors: 24 564 of them. This notebook puts each one in its place. An
-# anchor (the SSD paper calls it a *default box*) is a box of fixed size and shape at a fixed position;
-# the network never proposes boxes from nothing, it only nudges these.
+# anchor (the SSD paper, [arXiv 1512.02325](https://arxiv.org/abs/1512.02325), calls it a *default box*) is a box
+# of fixed size and shape at a fixed position; the network never proposes boxes from nothing, it only nudges these.
+#
+# Notation as in notebook 01: level **k** (from 0), cell row **i** (along y) and column **j** (along x), shape
+# **d** = 0 … n_k − 1 at one location, n_k anchors per location, f_k × f_k cells on level k.
 #
 # **After this notebook you will be able to**
 # - draw the grid of every feature map over the input and say where each cell's anchors are centred;
+# - convert boxes between the corner format `xyxy` and the centre format `cxcywh`, and compute the
+#   intersection over union (IoU) of two boxes by hand — checked against `torchvision.ops`;
 # - list the 4 or 6 anchors of one location and build all anchors of a level by hand with `meshgrid`,
 #   exactly as `ssd.default_boxes` does;
-# - find the position of anchor (level, row i, column j, shape k) in the flat list of 24 564, and back;
+# - find the position of anchor (level k, row i, column j, shape d) in the flat list of 24 564, and back;
 # - read a density picture of how many anchors cover each pixel, and measure which anchors overlap an
 #   object with IoU ≥ 0.5;
 # - explain why `image_size // fm` is the wrong step at 300 px and what a fractional step fixes;
@@ -72,7 +77,7 @@ import math
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
-from torchvision.ops import box_iou
+from torchvision.ops import box_convert, box_iou
 
 import ssd_tutorial as ssd
 from ssd_tutorial import exercises, viz, widgets
@@ -102,6 +107,42 @@ viz.draw_boxes(ax, gt_boxes, labels=target["labels"], class_names=dataset.class_
 ax.set(title="example image and its ground-truth boxes", xlabel="x (pixels)", ylabel="y (pixels)");
 
 # %% [markdown]
+# ## Two ways to write a box
+#
+# A box can be given by its corners or by its centre and size; this series uses both and puts the format in
+# the variable's name:
+#
+# - **`xyxy`** = (x1, y1, x2, y2): top-left and bottom-right corners — the ground truth and the final detections;
+# - **`cxcywh`** = (cx, cy, w, h): centre and size — the anchors, because SSD shifts centres and scales sizes.
+#
+# $$c_x = \tfrac{x_1 + x_2}{2},\; c_y = \tfrac{y_1 + y_2}{2},\; w = x_2 - x_1,\; h = y_2 - y_1
+# \qquad\Longleftrightarrow\qquad x_1 = c_x - \tfrac{w}{2},\; y_1 = c_y - \tfrac{h}{2},\; x_2 = c_x + \tfrac{w}{2},\;
+# y_2 = c_y + \tfrac{h}{2}$$
+#
+# By hand, then against torchvision's
+# [`box_convert`](https://pytorch.org/vision/stable/generated/torchvision.ops.box_convert.html) and the package's
+# `ssd.xyxy_to_cxcywh` / `ssd.cxcywh_to_xyxy`:
+
+# %% tags=["nbval-check-output"]
+def xyxy_to_cxcywh_by_hand(boxes):
+    x1, y1, x2, y2 = boxes.unbind(-1)  # each [M]
+    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)  # [M, 4]
+
+
+def cxcywh_to_xyxy_by_hand(boxes):
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)  # [M, 4]
+
+
+gt_cxcywh = xyxy_to_cxcywh_by_hand(gt_boxes)
+print("xyxy  :", gt_boxes[0].tolist())
+print("cxcywh:", gt_cxcywh[0].tolist())
+assert torch.allclose(gt_cxcywh, box_convert(gt_boxes, in_fmt="xyxy", out_fmt="cxcywh"))
+assert torch.allclose(gt_cxcywh, ssd.xyxy_to_cxcywh(gt_boxes))
+assert torch.allclose(cxcywh_to_xyxy_by_hand(gt_cxcywh), gt_boxes)
+assert torch.allclose(cxcywh_to_xyxy_by_hand(gt_cxcywh), box_convert(gt_cxcywh, in_fmt="cxcywh", out_fmt="xyxy"))
+
+# %% [markdown]
 # ## Each feature map is a grid over the image
 #
 # Level k's feature map has `fm × fm` cells; one cell spans `step` input pixels in each direction (the
@@ -110,14 +151,17 @@ ax.set(title="example image and its ground-truth boxes", xlabel="x (pixels)", yl
 #
 # $$c_x = (j + 0.5)\cdot \text{step}_k, \qquad c_y = (i + 0.5)\cdot \text{step}_k .$$
 #
-# (The SSD paper writes this as $\big(\tfrac{j+0.5}{|f_k|}, \tfrac{i+0.5}{|f_k|}\big)$ in units of the image
-# side; multiplying by 512 gives the same pixels because `fm × step = 512`.)
+# The SSD paper (Sec. 2.2, "Choosing scales and aspect ratios for default boxes") writes the centre as
+# $\big(\tfrac{i+0.5}{|f_k|}, \tfrac{j+0.5}{|f_k|}\big)$ with $i, j \in [0, |f_k|)$, in units of the image side,
+# where $|f_k|$ is the side of the k-th feature map. **Its i is the x index** (the first coordinate of the centre),
+# so the paper's $(i, j)$ is our $(j, i)$: our row i goes with y, our column j with x, as in a tensor `[..., i, j]`.
+# Multiplying by 512 gives the same pixels as above, because `f_k × step_k = 512`.
 
 # %% tags=["nbval-check-output"]
-print("level  cells   step  first centre  last centre  cells end at")
+print("level k  cells   step  first centre  last centre  cells end at")
 for k, (fm, step) in enumerate(zip(cfg.feature_map_sizes, cfg.steps)):
     first, last = 0.5 * step, (fm - 0.5) * step
-    print(f"{k:>5} {fm:>3}x{fm:<3} {step:>5} {first:>13.1f} {last:>12.1f} {fm * step:>13}")
+    print(f"{k:>7} {fm:>3}x{fm:<3} {step:>5} {first:>13.1f} {last:>12.1f} {fm * step:>13}")
 
 # %%
 viz.plot_level_grids(cfg, image)
@@ -145,9 +189,9 @@ print("cy[i, j] =", cy.tolist())
 # %% [markdown]
 # ## The anchors of one location
 #
-# Each location gets `2 + 2·len(ratios)` boxes (SSD paper, section 2.2), in this order:
+# Each location gets n_k = `2 + 2·len(ratios)` boxes (SSD paper, Sec. 2.2), in this order of the shape index d:
 #
-# | k | shape | w | h |
+# | d | shape | w | h |
 # |---|---|---|---|
 # | 0 | square of the level's size | $s_k$ | $s_k$ |
 # | 1 | square between this level and the next | $\sqrt{s_k s_{k+1}}$ | $\sqrt{s_k s_{k+1}}$ |
@@ -169,9 +213,9 @@ def shapes_by_hand(cfg, level):
 
 
 level = 1
-print(" k      w       h     w*h    w/h")
-for k, (w, h) in enumerate(shapes_by_hand(cfg, level)):
-    print(f"{k:>2} {w:>7.2f} {h:>7.2f} {w * h:>7.0f} {w / h:>6.3f}")
+print(" d      w       h     w*h    w/h")
+for d, (w, h) in enumerate(shapes_by_hand(cfg, level)):
+    print(f"{d:>2} {w:>7.2f} {h:>7.2f} {w * h:>7.0f} {w / h:>6.3f}")
 for level in range(cfg.num_levels):
     assert shapes_by_hand(cfg, level) == ssd.level_box_shapes(cfg, level)
 
@@ -187,9 +231,9 @@ for ax, (level, i, j) in zip(axes, [(0, 52, 10), (1, 11, 15)]):
     cx, cy = (j + 0.5) * step, (i + 0.5) * step
     viz.show_image(ax, image)
     ax.add_patch(Rectangle((j * step, i * step), step, step, color="yellow", alpha=0.7))
-    for k, (w, h) in enumerate(ssd.level_box_shapes(cfg, level)):
-        ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, lw=2, color=f"C{k}",
-                               label=f"k={k}: {w:.0f} x {h:.0f}"))
+    for d, (w, h) in enumerate(ssd.level_box_shapes(cfg, level)):
+        ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, lw=2, color=f"C{d}",
+                               label=f"d={d}: {w:.0f} x {h:.0f}"))
     ax.legend(loc="upper right", fontsize=8)
     ax.set(title=f"level {level}, cell (i={i}, j={j}), centre ({cx:g}, {cy:g})", xlabel="x (pixels)",
            ylabel="y (pixels)")
@@ -197,7 +241,7 @@ for ax, (level, i, j) in zip(axes, [(0, 52, 10), (1, 11, 15)]):
 # %% [markdown]
 # ## All boxes of one level
 #
-# Level 4 is a 4×4 map with 6 anchors per cell: 96 boxes. Drawn all at once, coloured by shape k, they
+# Level 4 is a 4×4 map with 6 anchors per cell: 96 boxes. Drawn all at once, coloured by shape d, they
 # show the pattern that repeats at every cell — and that anchors are **not clipped**: near the border
 # they reach far outside the image (the grey frame below is the image edge). SSD keeps them as they are;
 # only the final detections are clipped to the image.
@@ -205,18 +249,18 @@ for ax, (level, i, j) in zip(axes, [(0, 52, 10), (1, 11, 15)]):
 # %%
 level = 4
 start = sum(cfg.anchors_per_level[:level])
-level_boxes = ssd.default_boxes(cfg)[start:start + cfg.anchors_per_level[level]]  # [96, 4] cxcywh
+level_boxes = ssd.default_boxes(cfg)[start:start + cfg.anchors_per_level[level]]  # [96, 4] cxcywh (see above)
 per_location = cfg.anchors_per_location[level]
 
 fig, ax = plt.subplots(figsize=(6.5, 6.5))
 viz.show_image(ax, image)
 for index, (x1, y1, x2, y2) in enumerate(ssd.cxcywh_to_xyxy(level_boxes).tolist()):
-    k = index % per_location  # the shape changes fastest
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1, color=f"C{k}",
-                           label=f"k={k}" if index < per_location else None))
+    d = index % per_location  # the shape changes fastest
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1, color=f"C{d}",
+                           label=f"d={d}" if index < per_location else None))
 ax.legend(loc="upper right", fontsize=8)
 ax.add_patch(Rectangle((0, 0), cfg.image_size, cfg.image_size, fill=False, lw=3, color="gray"))
-ax.set(xlim=(-250, 760), ylim=(760, -250), title=f"level {level}: all {len(level_boxes)} anchors (colour = k)",
+ax.set(xlim=(-250, 760), ylim=(760, -250), title=f"level {level}: all {len(level_boxes)} anchors (colour = d)",
        xlabel="x (pixels)", ylabel="y (pixels)");
 
 # %% tags=["nbval-check-output"]
@@ -232,9 +276,9 @@ for k, count in enumerate(cfg.anchors_per_level):
 # %% [markdown]
 # ## Building every anchor by hand
 #
-# Now one whole level, the way the model needs it: a tensor `[fm·fm·k, 4]` of `(cx, cy, w, h)`, ordered
-# **row i, then column j, then shape k** — k changes fastest. Take the `fm·fm` centres row by row, repeat
-# each one k times, and pair them with the k shapes tiled `fm·fm` times.
+# Now one whole level, the way the model needs it: a tensor `[f_k·f_k·n_k, 4]` of `(cx, cy, w, h)`, ordered
+# **row i, then column j, then shape d** — d changes fastest. Take the `f_k·f_k` centres row by row, repeat
+# each one n_k times, and pair them with the n_k shapes tiled `f_k·f_k` times.
 
 # %%
 def level_anchors_by_hand(cfg, level):
@@ -242,11 +286,11 @@ def level_anchors_by_hand(cfg, level):
     centers_1d = (torch.arange(fm, dtype=torch.float64) + 0.5) * step  # [fm]
     cy, cx = torch.meshgrid(centers_1d, centers_1d, indexing="ij")  # [fm, fm] each
     centers = torch.stack([cx.reshape(-1), cy.reshape(-1)], dim=1)  # [fm*fm, 2], row by row
-    shapes = torch.tensor(shapes_by_hand(cfg, level), dtype=torch.float64)  # [k, 2] (w, h)
-    k = len(shapes)
-    per_anchor_centers = centers.repeat_interleave(k, dim=0)  # [fm*fm*k, 2]: c0 c0 c0 c0 c1 c1 ...
-    per_anchor_shapes = shapes.repeat(fm * fm, 1)  # [fm*fm*k, 2]: s0 s1 s2 s3 s0 s1 ...
-    return torch.cat([per_anchor_centers, per_anchor_shapes], dim=1).float()  # [fm*fm*k, 4]
+    shapes = torch.tensor(shapes_by_hand(cfg, level), dtype=torch.float64)  # [n_k, 2] (w, h)
+    n_k = len(shapes)
+    per_anchor_centers = centers.repeat_interleave(n_k, dim=0)  # [fm*fm*n_k, 2]: c0 c0 c0 c0 c1 c1 ...
+    per_anchor_shapes = shapes.repeat(fm * fm, 1)  # [fm*fm*n_k, 2]: d0 d1 d2 d3 d0 d1 ...
+    return torch.cat([per_anchor_centers, per_anchor_shapes], dim=1).float()  # [fm*fm*n_k, 4]
 
 
 level = 2
@@ -268,25 +312,25 @@ assert torch.allclose(all_mine, anchors)
 
 
 # %% [markdown]
-# ## The order: which flat index is anchor (level, i, j, k)?
+# ## The order: which flat index is anchor (k, i, j, d)?
 #
 # The model flattens its predictions in exactly this order (notebook 03), so prediction number `a` belongs
-# to anchor number `a`. Going from (level, i, j, k) to the flat index is a mixed-radix number: skip the
-# anchors of the earlier levels, then `i·fm + j` locations of `k_per_location` anchors each, then `k`.
+# to anchor number `a`. Going from (level k, row i, column j, shape d) to the flat index is a mixed-radix number:
+# skip the anchors of the earlier levels, then `i·f_k + j` locations of n_k anchors each, then `d`.
 # Going back is `divmod`. Here is the way back for a few indices:
 
 # %% tags=["nbval-check-output"]
 def locate(index, cfg=cfg):
     for level, count in enumerate(cfg.anchors_per_level):
         if index < count:
-            location, k = divmod(index, cfg.anchors_per_location[level])
+            location, d = divmod(index, cfg.anchors_per_location[level])
             i, j = divmod(location, cfg.feature_map_sizes[level])
-            return level, i, j, k
+            return level, i, j, d
         index -= count
     raise IndexError("index past the last anchor")
 
 
-print("index  (level, i, j, k)   cx     cy      w      h")
+print("index  (k, i, j, d)       cx     cy      w      h")
 for index in [0, 1, 3, 4, 256, 16383, 16384, 23138, 24563]:
     cx, cy, w, h = anchors[index].tolist()
     print(f"{index:>5}  {str(locate(index)):<17} {cx:>5.0f} {cy:>6.0f} {w:>6.1f} {h:>6.1f}")
@@ -295,18 +339,19 @@ for index in [0, 1, 3, 4, 256, 16383, 16384, 23138, 24563]:
 # %% [markdown]
 # ### Exercise 1: the flat index
 #
-# Write `flat_index(level, i, j, k)`, the inverse of `locate`, for SSD512. Use `cfg.anchors_per_level`,
-# `cfg.feature_map_sizes` and `cfg.anchors_per_location`. (Hint: `exercises.hint("02_flat_index")`.)
+# Write `flat_index(k, i, j, d, cfg)`, the inverse of `locate`, for any config. Use `cfg.anchors_per_level`,
+# `cfg.feature_map_sizes` and `cfg.anchors_per_location` of the `cfg` it is given: the check tries SSD512, SSD300
+# and TINY_SHAPES. (Hint: `exercises.hint("02_flat_index")`.)
 
-# %% tags=["nbval-check-output"]
-def flat_index(level, i, j, k, cfg=ssd.SSD512_VOC):
+# %%
+def flat_index(k, i, j, d, cfg=ssd.SSD512_VOC):
     ### BEGIN SOLUTION
-    offset = sum(cfg.anchors_per_level[:level])
-    return offset + (i * cfg.feature_map_sizes[level] + j) * cfg.anchors_per_location[level] + k
+    offset = sum(cfg.anchors_per_level[:k])
+    return offset + (i * cfg.feature_map_sizes[k] + j) * cfg.anchors_per_location[k] + d
     ### END SOLUTION
 
 
-exercises.check("02_flat_index", flat_index)
+exercises.check("02_flat_index", flat_index);
 
 # %% [markdown]
 # ### Exercise 2: one anchor's shape
@@ -315,34 +360,34 @@ exercises.check("02_flat_index", flat_index)
 # `cfg.box_sizes` with the rule above (not by reading `level_box_shapes`) and store it as a tuple
 # `box_1to3 = (w, h)`.
 
-# %% tags=["nbval-check-output"]
+# %%
 ### BEGIN SOLUTION
 s_2 = cfg.box_sizes[2]
 box_1to3 = (s_2 / math.sqrt(3), s_2 * math.sqrt(3))
 ### END SOLUTION
-exercises.check("02_box_1to3", box_1to3)
+exercises.check("02_box_1to3", box_1to3);
 
 
 # %% [markdown]
 # ### Exercise 3: one anchor's centre
 #
-# Write `anchor_center(level, i, j, cfg)` returning `(cx, cy)` in pixels. The checker also tries it on an
-# SSD300 whose steps are fractional (`300 / fm`, see below), so read the step from the config.
+# Write `anchor_center(k, i, j, cfg)` returning `(cx, cy)` in pixels. The checker tries it on SSD512, SSD300,
+# TINY_SHAPES and an SSD300 whose steps are fractional (`300 / f_k`, see below), so read the step from the config.
 
-# %% tags=["nbval-check-output"]
-def anchor_center(level, i, j, cfg=ssd.SSD512_VOC):
+# %%
+def anchor_center(k, i, j, cfg=ssd.SSD512_VOC):
     ### BEGIN SOLUTION
-    step = cfg.steps[level]
+    step = cfg.steps[k]
     return ((j + 0.5) * step, (i + 0.5) * step)
     ### END SOLUTION
 
 
-exercises.check("02_anchor_center", anchor_center)
+exercises.check("02_anchor_center", anchor_center);
 
 # %% [markdown]
 # ## All 24 564 anchors at once: how densely do they cover the image?
 #
-# For every pixel, count the anchors that contain it (`viz.anchor_coverage`: a pixel counts when its centre
+# For every pixel, count the anchors that contain it (`viz.pixel_anchor_counts`: a pixel counts when its centre
 # lies inside the box). Per level the pattern is a blurred copy of the grid; summed over levels it is
 # highest in the interior and lowest in the corners, which only the anchors of the nearest cells reach.
 # Still, even a corner pixel lies inside more than a hundred anchors.
@@ -351,19 +396,66 @@ exercises.check("02_anchor_center", anchor_center)
 viz.plot_anchor_coverage(cfg, per_level=COVERAGE_PER_LEVEL)
 
 # %% tags=["nbval-check-output"]
-coverage = viz.anchor_coverage(ssd.cxcywh_to_xyxy(anchors), cfg.image_size)  # [512, 512]
+coverage = viz.pixel_anchor_counts(ssd.cxcywh_to_xyxy(anchors), cfg.image_size)  # [512, 512]
 for name, (y, x) in {"centre": (256, 256), "edge middle": (256, 0), "corner": (0, 0)}.items():
     print(f"pixel {name:<12} (x={x:>3}, y={y:>3}): covered by {int(coverage[y, x]):>3} anchors")
 
 # %% [markdown]
-# ## Which anchors fit an object?
+# ## Intersection over union, by hand
 #
-# Covering a pixel is not enough: training will call an anchor *positive* for an object when their
-# **intersection over union** is at least 0.5 (notebook 05 does the full matching). `torchvision.ops.box_iou`
-# gives the `[A, M]` IoU table between all anchors and the M ground-truth boxes, both in `xyxy`.
+# Covering a pixel is not enough to say that an anchor *fits* an object. SSD measures the fit with the
+# **intersection over union** (IoU, the paper's *Jaccard overlap*) of two boxes A and B:
+#
+# $$\mathrm{IoU}(A, B) = \frac{|A \cap B|}{|A \cup B|} = \frac{|A \cap B|}{|A| + |B| - |A \cap B|}$$
+#
+# 1 for identical boxes, 0 for boxes that do not touch. The intersection of two `xyxy` boxes is again a box:
+# its top-left corner is the larger of the two top-left corners, its bottom-right the smaller of the two
+# bottom-right corners, and it is empty when those cross. A worked example: A = (100, 100, 200, 200) and
+# B = (150, 120, 250, 220) overlap on x ∈ [150, 200] and y ∈ [120, 200], a 50 × 80 = 4 000 px² box; each box is
+# 100 × 100 = 10 000 px², so the union is 10 000 + 10 000 − 4 000 = 16 000 px² and IoU = 4 000 / 16 000 = 0.25.
 
 # %% tags=["nbval-check-output"]
-ious = box_iou(ssd.cxcywh_to_xyxy(anchors), gt_boxes)  # [A, M]
+def box_iou_by_hand(boxes_a, boxes_b):
+    # boxes_a [N, 4], boxes_b [M, 4], both xyxy -> IoU [N, M]
+    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])  # [N, M, 2]
+    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])  # [N, M, 2]
+    wh = (bottom_right - top_left).clamp(min=0)  # [N, M, 2], 0 where the boxes do not overlap
+    inter = wh[..., 0] * wh[..., 1]  # [N, M]
+    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])  # [N]
+    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])  # [M]
+    return inter / (area_a[:, None] + area_b[None, :] - inter)  # [N, M]
+
+
+box_a = torch.tensor([[100.0, 100.0, 200.0, 200.0]])
+box_b = torch.tensor([[150.0, 120.0, 250.0, 220.0]])
+print(f"IoU(A, B) by hand: {box_iou_by_hand(box_a, box_b).item():.4f}")
+assert torch.allclose(box_iou_by_hand(box_a, box_b), torch.tensor([[0.25]]))
+# on every anchor against the ground truth, against torchvision.ops.box_iou
+anchors_xyxy = ssd.cxcywh_to_xyxy(anchors)  # [A, 4]
+assert torch.allclose(box_iou_by_hand(anchors_xyxy, gt_boxes), box_iou(anchors_xyxy, gt_boxes), atol=1e-6)
+print(f"box_iou_by_hand == torchvision.ops.box_iou on all {len(anchors)} anchors x {len(gt_boxes)} boxes")
+
+# %%
+fig, ax = plt.subplots(figsize=(4.5, 4))
+ax.add_patch(Rectangle((100, 100), 100, 100, fill=False, lw=2, color="C0", label="A (100, 100, 200, 200)"))
+ax.add_patch(Rectangle((150, 120), 100, 100, fill=False, lw=2, color="C1", label="B (150, 120, 250, 220)"))
+ax.add_patch(Rectangle((150, 120), 50, 80, color="C2", alpha=0.4, label="A ∩ B: 50 x 80 = 4000 px²"))
+ax.set(xlim=(80, 270), ylim=(240, 80), aspect="equal", xlabel="x (pixels)", ylabel="y (pixels)",
+       title="IoU = 4000 / (10000 + 10000 − 4000) = 0.25")
+ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8);
+
+# %% [markdown]
+# [`torchvision.ops.box_iou`](https://pytorch.org/vision/stable/generated/torchvision.ops.box_iou.html) does the
+# same, faster, and we use it from now on.
+#
+# ## Which anchors fit an object?
+#
+# Training will call an anchor *positive* for an object when their IoU is at least 0.5 (SSD paper, Sec. 2.2
+# "Matching strategy"; notebook 05 does the full matching). `box_iou` gives the `[A, M]` IoU table between all
+# anchors and the M ground-truth boxes, both in `xyxy`.
+
+# %% tags=["nbval-check-output"]
+ious = box_iou(anchors_xyxy, gt_boxes)  # [A, M]
 level_of = torch.repeat_interleave(torch.arange(cfg.num_levels), torch.tensor(cfg.anchors_per_level))  # [A]
 for m, box in enumerate(gt_boxes.tolist()):
     positive = ious[:, m] >= cfg.iou_threshold
@@ -381,8 +473,9 @@ for m, box in enumerate(gt_boxes.tolist()):
 #
 # For SSD512 every step divides 512. At 300 px they do not: 300 / 38 = 7.89. The article computes steps in
 # its dry run as `image_size // fm`, which rounds 7.89 down to 7. The 38 cells then span only
-# 38 × 7 = 266 pixels: a 34-pixel band along the right and bottom edges belongs to no level-0 cell, and the
-# last centre sits at 262.5 px. The original SSD300 (the authors' released code, which `ssd.SSD300_VOC`
+# 38 × 7 = 266 pixels: a **34-pixel band** along the right and bottom edges belongs to no level-0 cell, and the
+# last centre sits at 262.5 px, **37.5 px** from the edge (the number notebooks 01 and 04 quote: it is measured
+# from the last centre, the 34 px from the end of the cells). The original SSD300 (the authors' released code, which `ssd.SSD300_VOC`
 # follows) uses step 8 instead: its cells reach 304 px, slightly past the edge. The paper's own formula,
 # centres at $\tfrac{j+0.5}{|f_k|}$ of the image side, amounts to the fractional step `300 / 38`, which makes
 # the cells tile the image exactly. The table compares the three (column "orig": the original code's steps).
@@ -442,7 +535,7 @@ print(f"{len(boxes300)} anchors; last level-0 centre: ({last_cx:.2f}, {last_cy:.
 largest = gt_boxes[((gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])).argmax()]
 fig, rows = widgets.anchor_explorer_view("ssd512_voc", level=2, row=13, col=13, image=image, gt_box_xyxy=largest)
 for r in rows:
-    print(f"k={r['k']} index {r['index']} {r['shape']:<9} {r['w']:6.1f} x {r['h']:6.1f}  IoU {r['iou']:.3f}")
+    print(f"d={r['k']} index {r['index']} {r['shape']:<9} {r['w']:6.1f} x {r['h']:6.1f}  IoU {r['iou']:.3f}")
 
 # %%
 fig
@@ -465,6 +558,19 @@ for settings in [dict(ratios="2, -1"), dict(ratios="2, x"), dict(level=6, scale=
 widgets.anchor_explorer_widget("ssd512_voc", level=2, row=13, col=13, seed=IMAGE_SEED, index=IMAGE_INDEX)
 
 # %% [markdown]
+# **Task.** The explorer opens on the cell under the centre of the large square (level 2, row 13, column 13).
+# Keep the cell under that centre while you change the level (at level k the cell is row
+# `i = int(cy // step_k)`, column `j = int(cx // step_k)`; the square's centre (cx, cy) is printed in "Two ways to
+# write a box" above) and find the level k whose anchors reach the **highest IoU** with the dashed box. Store it
+# in `best_level`. (The widget's table calls the shape index "k"; it is our d.)
+
+# %%
+### BEGIN SOLUTION
+best_level = 2
+### END SOLUTION
+exercises.check("02_explorer_best_level", best_level);
+
+# %% [markdown]
 # ## Which anchors does a box catch?
 #
 # The second widget turns the IoU question around: you move a ground-truth box (centre, width, height) and
@@ -484,17 +590,31 @@ for r in rows:
 fig
 
 # %% tags=["nbval-ignore-output"]
-widgets.positive_anchors_widget("ssd512_voc", seed=IMAGE_SEED, index=IMAGE_INDEX)
+widgets.positive_anchors_widget("ssd512_voc", seed=IMAGE_SEED, index=IMAGE_INDEX, box_cxcywh=(260, 260, 64, 64))
+
+# %% [markdown]
+# **Task.** The widget opens on a 64 × 64 square centred at (260, 260), the centre of a level-0 cell. Keep
+# w = h and shrink the square one pixel at a time: what is the **smallest side** (whole pixels) for which at
+# least one anchor still has IoU ≥ 0.5? Store it in `smallest_side`. Then explain it with the IoU formula: a
+# box inside an anchor of the same centre has IoU = (box area) / (anchor area).
+
+# %%
+### BEGIN SOLUTION
+smallest_side = 26
+### END SOLUTION
+exercises.check("02_smallest_square", smallest_side);
 
 # %% [markdown]
 # ## Recap
 #
-# - Level k lays an `fm × fm` grid over the image; cell (i, j) spans `step` pixels and its anchors are
-#   centred at `((j + 0.5)·step, (i + 0.5)·step)` — row i over y, column j over x.
+# - Boxes are `xyxy` (corners) or `cxcywh` (centre and size); IoU = intersection / union, built by hand and
+#   equal to `torchvision.ops.box_iou`.
+# - Level k lays an `f_k × f_k` grid over the image; cell (i, j) spans `step_k` pixels and its anchors are
+#   centred at `((j + 0.5)·step_k, (i + 0.5)·step_k)` — row i over y, column j over x (the paper's i is our j).
 # - Each location has 2 squares ($s_k$ and $\sqrt{s_k s_{k+1}}$) and a lying and a standing box per aspect
 #   ratio, with the area of the $s_k$ square: 4 or 6 anchors.
 # - `default_boxes(cfg)` is `[A, 4]` cxcywh in pixels, not clipped, ordered level → row i → column j → shape
-#   k; the flat index of (level, i, j, k) is `offset_level + (i·fm + j)·k_per_location + k`.
+#   d; the flat index of (k, i, j, d) is `offset_k + (i·f_k + j)·n_k + d`.
 # - Together the 24 564 anchors of SSD512 cover every pixel over 100 times, and each object size finds
 #   anchors with IoU ≥ 0.5 on the level whose sizes match it.
 # - Steps must tile the image: at 300 px `300 // fm` leaves a band without centres; a fractional

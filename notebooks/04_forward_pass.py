@@ -22,14 +22,18 @@
 #
 # Notebook 03 built the backbone and the heads. Here one image goes all the way through an SSD: pixels →
 # sources → head maps → one row of predictions per anchor → boxes → detections. We do every step by hand
-# once and check it against the package.
+# once — including non-maximum suppression — and check it against the package and `torchvision.ops`.
+#
+# Notation as in notebook 01: level **k**, cell row **i** and column **j**, shape **d** at one location, n_k
+# anchors per location; an anchor is named (k, i, j, d).
 #
 # **After this notebook you will be able to**
 # - follow the shapes of one image through `forward_heads`: `[1, 3, S, S]` → L sources → `[1, A, 4]` and
 #   `[1, A, C]`;
 # - encode a box relative to an anchor with the SSD parameterization and its variances, and decode it back
 #   — by hand, drawn, and checked against `ssd.encode_boxes` / `ssd.decode_boxes`;
-# - explain why an untrained SSD predicts "background" everywhere;
+# - say why this package's untrained SSD predicts "background" everywhere (an initialisation choice, not SSD);
+# - write non-maximum suppression (NMS) by hand, see what it removes, and check it against `torchvision.ops.nms`;
 # - turn raw predictions into detections (decode, clip, softmax, threshold, per-class NMS, top-k) and check
 #   the result against `ssd.decode_detections` and the model's eval-mode output;
 # - read what the model predicts for any single anchor;
@@ -131,20 +135,20 @@ print("normalized", list(x.shape), "per-channel means", [round(v, 2) for v in x.
 with torch.no_grad():
     sources = model.backbone(x)
 for level, feature in enumerate(sources):
-    print(f"source {level}: {list(feature.shape)}")
+    print(f"level {level} source: {list(feature.shape)}")
 
 # %% [markdown]
-# **Step 3 — the heads.** A 3×3 conv per source for the offsets (k·4 channels) and one for the class
-# scores (k·C channels), k anchors per cell. Here C = 4 (background, circle, square, triangle), so both heads
-# happen to have k·4 channels — but 4 box numbers and 4 class scores per anchor.
+# **Step 3 — the heads.** A 3×3 conv per source for the offsets (n_k·4 channels) and one for the class
+# scores (n_k·C channels), n_k anchors per cell. Here C = 4 (background, circle, square, triangle), so both heads
+# happen to have n_k·4 channels — but 4 box numbers and 4 class scores per anchor.
 
 # %% tags=["nbval-check-output"]
 with torch.no_grad():
-    loc_maps = [head(f) for head, f in zip(model.loc_heads, sources)]  # L x [1, k*4, H, W]
-    cls_maps = [head(f) for head, f in zip(model.cls_heads, sources)]  # L x [1, k*C, H, W]
+    loc_maps = [head(f) for head, f in zip(model.loc_heads, sources)]  # L x [1, n_k*4, H, W]
+    cls_maps = [head(f) for head, f in zip(model.cls_heads, sources)]  # L x [1, n_k*C, H, W]
 for level, (loc_map, cls_map) in enumerate(zip(loc_maps, cls_maps)):
-    k = cfg.anchors_per_location[level]
-    print(f"level {level}: k={k}  loc {list(loc_map.shape)}  cls {list(cls_map.shape)}")
+    n_k = cfg.anchors_per_location[level]
+    print(f"level {level}: n_k={n_k}  loc {list(loc_map.shape)}  cls {list(cls_map.shape)}")
 
 # %% [markdown]
 # **Step 4 — one row per anchor.** Channels last, cut into rows of 4 (or C), concatenate the levels: the
@@ -166,13 +170,13 @@ assert torch.allclose(loc_preds, package_loc) and torch.allclose(cls_logits, pac
 # ## Box coding: how 4 numbers move an anchor onto a box
 #
 # The localisation head predicts how to shift and stretch an anchor $d = (d^{cx}, d^{cy}, d^w, d^h)$ to
-# reach a box $g$ (SSD paper, eq. 2):
+# reach a box $g$ (SSD paper, Sec. 2.2, eq. 2):
 #
 # $$t^{cx} = \frac{g^{cx} - d^{cx}}{d^w}, \quad t^{cy} = \frac{g^{cy} - d^{cy}}{d^h}, \quad
 #   t^w = \log\frac{g^w}{d^w}, \quad t^h = \log\frac{g^h}{d^h}$$
 #
-# Centre shifts are measured in anchor widths and heights, so the same numbers work for a 13-pixel and a
-# 115-pixel anchor; sizes are log ratios, so "twice as wide" and "half as wide" are symmetric (+0.69 and
+# Centre shifts are measured in anchor widths and heights, so the same numbers work for the 12.8-pixel squares of
+# level 0 and the 89.6-pixel squares of level 4 (`cfg.box_sizes`); sizes are log ratios, so "twice as wide" and "half as wide" are symmetric (+0.69 and
 # −0.69) and the decoded size is always positive. The paper's code also divides by two **variances**,
 # $v_0 = 0.1$ for the centre and $v_1 = 0.2$ for the size (`cfg.variances`) — more on why below.
 #
@@ -183,7 +187,7 @@ anchors = model.anchors  # [A, 4] cxcywh px, = ssd.default_boxes(cfg)
 gt_xyxy = target["boxes"][1]
 ious = box_iou(gt_xyxy[None], ssd.cxcywh_to_xyxy(anchors))[0]  # [A]
 best = int(ious.argmax())
-print(f"anchor #{best} = (level, row, col, k) {anchor_location(cfg, best)}, IoU {ious[best]:.3f}")
+print(f"anchor #{best} = (k, i, j, d) {anchor_location(cfg, best)}, IoU {ious[best]:.3f}")
 
 gx, gy, gw, gh = ssd.xyxy_to_cxcywh(gt_xyxy).tolist()
 ax_, ay, aw, ah = anchors[best].tolist()
@@ -246,13 +250,13 @@ print("std of (tx, ty, tw, th) with variances:   ", [round(v, 2) for v in with_v
 # Encode the ground-truth box `(x1, y1, x2, y2) = (20, 20, 68, 84)` relative to the anchor
 # `(cx, cy, w, h) = (40, 56, 32, 64)`, variances (0.1, 0.2). Give `[tx, ty, tw, th]`.
 
-# %% tags=["nbval-check-output"]
+# %%
 ### BEGIN SOLUTION
 gx_, gy_, gw_, gh_ = (20 + 68) / 2, (20 + 84) / 2, 68 - 20, 84 - 20
 offsets = [(gx_ - 40) / (32 * 0.1), (gy_ - 56) / (64 * 0.1),
            math.log(gw_ / 32) / 0.2, math.log(gh_ / 64) / 0.2]
 ### END SOLUTION
-exercises.check("04_encode_box", offsets)
+exercises.check("04_encode_box", offsets);
 
 # %% [markdown]
 # ## What the untrained model predicts
@@ -270,19 +274,31 @@ print(f"best object probability anywhere: {probs[:, 1:].max():.3f}")
 
 # %% [markdown]
 # The boxes barely move from their anchors: small random weights give small offsets. And the model is sure
-# it sees background everywhere. That is deliberate: `SSD` initialises the bias of the class heads so that
-# every anchor starts with P(background) = 0.99 (as RetinaNet does for its foreground prior). Nearly every
-# anchor *is* background, so training starts from the right base rate instead of spending its first
-# iterations learning that. (Without it every class would start at 1/C, and the first updates would mostly
-# push thousands of background anchors towards "background".)
-#
+# it sees background everywhere. **That is not SSD behaviour**: it comes from this package's initialisation.
+# `ssd.SSD(cfg, background_prior=0.99)` (the default) sets the bias of the class heads so that every anchor
+# starts with P(background) ≈ 0.99. The idea is RetinaNet's (Lin et al. 2017, *Focal Loss for Dense Object
+# Detection*, Sec. 3.3 "Class Imbalance and Model Initialization", its "prior" π for the rare foreground class),
+# not the SSD paper's, which does not describe such an initialisation. Nearly every anchor *is* background, so
+# training starts from the right base rate instead of spending its first iterations learning it.
+# `background_prior=None` leaves the heads at their plain random initialisation — then no class is favoured:
+
+# %% tags=["nbval-check-output"]
+for prior in (0.99, None):
+    torch.manual_seed(SEED)
+    probe = ssd.SSD(cfg, background_prior=prior).eval()
+    with torch.no_grad():
+        probe_probs = probe.forward_heads(images)[1][0].softmax(dim=-1)  # [A, C]
+    print(f"background_prior={prior}: mean P(background) {probe_probs[:, 0].mean():.3f}, "
+          f"mean P(each object class) {probe_probs[:, 1:].mean():.3f}  (1/C = {1 / C:.3f})")
+
+# %% [markdown]
 # ## Exercise: decode offsets
 #
 # Write `my_decode(deltas, anchors, variances)`: the inverse of the encoding. `deltas` holds the offsets
 # `(tx, ty, tw, th)`, `anchors` the anchors in `(cx, cy, w, h)` pixels, both `[N, 4]`; return the boxes
 # `[N, 4]` in `(cx, cy, w, h)` pixels.
 
-# %% tags=["nbval-check-output"]
+# %%
 def my_decode(deltas, anchors, variances=(0.1, 0.2)):
     ### BEGIN SOLUTION
     v0, v1 = variances
@@ -292,7 +308,7 @@ def my_decode(deltas, anchors, variances=(0.1, 0.2)):
     ### END SOLUTION
 
 
-exercises.check("04_decode_boxes", my_decode)
+exercises.check("04_decode_boxes", my_decode);
 
 # %% [markdown]
 # ## From 1 524 rows to a handful of detections
@@ -303,11 +319,47 @@ exercises.check("04_decode_boxes", my_decode)
 # 1. decode the offsets, convert to `(x1, y1, x2, y2)` and clip to the image;
 # 2. softmax over the C classes; class 0 is background and never a detection;
 # 3. per object class, keep the scores above `score_threshold`, at most `pre_nms_top_k` of them;
-# 4. per class, non-maximum suppression: a box that overlaps a better-scored box of the same class by
-#    IoU > `nms_threshold` is dropped;
+# 4. per class, **non-maximum suppression** (NMS, below);
 # 5. the best `max_detections` over all classes, by score.
 #
-# By hand, with a loop over classes:
+# The SSD paper (Sec. 3, "Inference time") uses NMS with a Jaccard (IoU) overlap of 0.45 per class and keeps the
+# top 200 detections per image; `cfg.nms_threshold` and `cfg.max_detections` hold those numbers.
+#
+# ### Non-maximum suppression, by hand
+#
+# Many anchors around an object predict nearly the same box. NMS keeps the best of them and removes its
+# duplicates: go through the boxes **by descending score**; the first box is kept; every later box is **kept
+# unless it overlaps an already kept box** by IoU > `nms_threshold`. Only a *kept* box suppresses others: a box
+# that was itself suppressed removes nothing, so two boxes that both overlap a suppressed one can both survive.
+# About ten lines:
+
+# %% tags=["nbval-check-output"]
+def nms_by_hand(boxes, scores, iou_threshold):
+    # boxes [N, 4] xyxy, scores [N] -> indices of the kept boxes [K], by descending score
+    order = torch.sort(scores, descending=True, stable=True).indices  # best first
+    suppressed = torch.zeros(len(boxes), dtype=torch.bool)
+    keep = []
+    for a in order.tolist():
+        if suppressed[a]:
+            continue  # removed by a kept box: it suppresses nothing itself
+        keep.append(a)
+        suppressed |= box_iou(boxes[a:a + 1], boxes)[0] > iou_threshold  # the duplicates of box a
+    return torch.tensor(keep, dtype=torch.long)
+
+
+# A (score 0.9) overlaps B (0.8); B overlaps C (0.7); A and C overlap little
+toy_boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [3.0, 0.0, 13.0, 10.0], [6.0, 0.0, 16.0, 10.0]])
+toy_scores = torch.tensor([0.9, 0.8, 0.7])
+print("IoU(A, B), IoU(B, C), IoU(A, C):", [round(v, 3) for v in box_iou(toy_boxes, toy_boxes)[[0, 1, 0], [1, 2, 2]]
+                                           .tolist()])
+print("kept:", ["ABC"[i] for i in nms_by_hand(toy_boxes, toy_scores, 0.45).tolist()])
+assert torch.equal(nms_by_hand(toy_boxes, toy_scores, 0.45), nms(toy_boxes, toy_scores, 0.45))
+
+# %% [markdown]
+# A is kept and removes B (IoU 0.54 > 0.45). C also overlaps B by 0.54, but B was suppressed, so it does not
+# count; C overlaps the kept A by only 0.25 and is kept. torchvision's
+# [`nms`](https://pytorch.org/vision/stable/generated/torchvision.ops.nms.html) agrees. The whole post-processing
+# by hand, with a loop over classes and our NMS:
 
 # %% tags=["nbval-check-output"]
 print(f"score_threshold {cfg.score_threshold}, pre_nms_top_k {cfg.pre_nms_top_k}, "
@@ -324,7 +376,7 @@ def detections_by_hand(loc_preds, cls_logits, anchors, cfg):
         scores = probs[:, c]  # [A]
         top = scores.topk(min(cfg.pre_nms_top_k, len(scores))).indices
         top = top[scores[top] > cfg.score_threshold]
-        keep = top[nms(boxes[top], scores[top], cfg.nms_threshold)]
+        keep = top[nms_by_hand(boxes[top], scores[top], cfg.nms_threshold)]
         kept_boxes.append(boxes[keep])
         kept_scores.append(scores[keep])
         kept_labels.append(torch.full_like(keep, c))
@@ -429,29 +481,94 @@ for m, label in enumerate(target["labels"].tolist()):
 # many images, not one: notebook 07 measures this checkpoint with mean average precision. (Without the
 # checkpoint, the model trained above for a few hundred steps is far from done and misses or misplaces more.)
 #
+# ### What NMS removed
+#
+# Take the class "circle" of the trained model on this image: the candidates are its decoded, clipped boxes
+# whose circle score passes `score_threshold`, at most `pre_nms_top_k`. Before NMS many of them sit on top of
+# each other; after NMS one box is left per cluster. Both panels draw only the boxes with a circle score above
+# `min_score`, so that the picture stays readable; the counts printed below are over all candidates.
+
+# %%
+circle = cfg.class_names.index("circle")
+boxes_t = ssd.cxcywh_to_xyxy(ssd.decode_boxes(loc_t[0], trained.anchors, cfg.variances)).clamp(0, cfg.image_size)
+scores_t = cls_t[0].softmax(dim=-1)[:, circle]  # [A]
+top = scores_t.topk(min(cfg.pre_nms_top_k, len(scores_t))).indices
+candidates = top[scores_t[top] > cfg.score_threshold]  # anchor indices, best first
+kept = candidates[nms_by_hand(boxes_t[candidates], scores_t[candidates], cfg.nms_threshold)]
+assert torch.equal(kept, candidates[nms(boxes_t[candidates], scores_t[candidates], cfg.nms_threshold)])
+print(f"circle candidates above {cfg.score_threshold}: {len(candidates)}; kept by NMS: {len(kept)} "
+      f"(nms_by_hand == torchvision.ops.nms)")
+print(f"with a score above {min_score}: {int((scores_t[candidates] > min_score).sum())} before NMS, "
+      f"{int((scores_t[kept] > min_score).sum())} after")
+
+fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), layout="constrained")
+for ax, chosen, title in zip(axes, (candidates, kept), ("before NMS", f"after NMS (IoU > {cfg.nms_threshold})")):
+    chosen = chosen[scores_t[chosen] > min_score]
+    viz.show_image(ax, image)
+    viz.draw_boxes(ax, boxes_t[chosen], torch.full((len(chosen),), circle), scores_t[chosen],
+                   class_names=cfg.class_names)
+    ax.set(title=f"{title}: {len(chosen)} boxes", xlabel="x (px)")
+axes[0].set_ylabel("y (px)")
+fig.suptitle(f"class circle, boxes with a score above {min_score}")
+plt.show()
+
+# %% [markdown]
 # ## One anchor at a time
 #
-# Which anchor gives the highest probability to an object class? Its row in the predictions tells the whole
-# story: the anchor (dashed), the offsets that move it, the decoded box (solid, labelled with the most
-# probable class — background included) and the class probabilities.
+# First the anchor of the box-coding section, the one that overlaps the small circle most. Its row of
+# `loc_preds` holds the offsets the trained model **predicts**; the encoding above gave the offsets it
+# **should** predict (the targets, `t`). Side by side:
+
+# %% tags=["nbval-check-output"]
+predicted = loc_t[0, best]  # [4]
+print(f"anchor #{best} (k, i, j, d) = {anchor_location(cfg, best)}")
+print("            tx      ty      tw      th")
+print("target  " + "".join(f"{v:>8.3f}" for v in t_mine.tolist()))
+print("predicted" + "".join(f"{v:>8.3f}" for v in predicted.tolist()))
+decoded = ssd.cxcywh_to_xyxy(ssd.decode_boxes(predicted, anchors[best], cfg.variances))
+print(f"decoded prediction {[round(v, 1) for v in decoded.tolist()]}, ground truth {gt_xyxy.tolist()}, "
+      f"IoU {box_iou(decoded[None], gt_xyxy[None]).item():.3f}")
+
+# %% [markdown]
+# The predicted offsets are not the targets exactly, but close enough that the decoded box lands on the small
+# circle with the IoU printed above. Now the other way round — which anchor of the whole image is the most
+# confident about an object? (Here it turns out to be the same anchor, as the first line below shows.)
+#
+# Its row in the predictions tells the whole story: the anchor (dashed), the offsets that move it, the decoded
+# box (solid, labelled with the most probable class — background included) and the class probabilities.
 
 # %%
 probs_t = cls_t[0].softmax(dim=-1)  # [A, C]
 top_anchor = int(probs_t[:, 1:].max(dim=1).values.argmax())
-level, row, col, k = anchor_location(cfg, top_anchor)
-fig, rows = anchor_prediction_view(image, loc_t, cls_t, trained.anchors, cfg, level, row, col, k)
+level, row, col, d = anchor_location(cfg, top_anchor)
+print(f"most confident anchor: #{top_anchor} (k, i, j, d) = {(level, row, col, d)}; "
+      f"the box-coding anchor was #{best}")
+fig, rows = anchor_prediction_view(image, loc_t, cls_t, trained.anchors, cfg, level, row, col, d)
 for name, value in rows:
     print(f"{name:>26}: {value}")
 fig
 
 # %% [markdown]
-# **Explore:** pick any anchor by level, row, column and k. Anchors on a shape, of about its size, move onto
+# **Explore:** pick any anchor by level, row, column and shape (the widget's slider "k" is our shape index d; it
+# opens on anchor 0, in the top-left corner). Anchors on a shape, of about its size, move onto
 # it and name its class. Anchors far from every shape say "background" — and their boxes can go anywhere:
 # the localisation loss only trains matched anchors (notebook 05), and post-processing drops such a box
 # anyway because of its low object scores. (The widget needs a running kernel.)
 
 # %% tags=["nbval-ignore-output"]
 anchor_prediction_explorer(trained, image)
+
+# %% [markdown]
+# **Task.** The small circle is ground-truth box 1 (printed at the top). In the explorer, set level 1 (step 16)
+# and the cell under the circle's centre — row i = cy // 16, column j = cx // 16 — and try every shape d = 0 … 5.
+# Which d gives the highest probability of "circle"? Store it in `best_shape`, then compare that anchor's size
+# (`ssd.level_box_shapes(cfg, 1)`) with the circle's.
+
+# %%
+### BEGIN SOLUTION
+best_shape = 1
+### END SOLUTION
+exercises.check("04_best_shape", best_shape);
 
 # %% [markdown]
 # ## Another input size: the article's `change_input_size`
@@ -483,8 +600,9 @@ for level, (fm, step) in enumerate(zip(cfg300.feature_map_sizes, cfg300.steps)):
 # %% [markdown]
 # With `S / fm` the last centre of every level sits half a step from the right and bottom edges, as the first
 # sits half a step from the left and top. With `S // fm` only the levels whose size divides 300 (10, 5, 3, 2
-# and 1) come out right: the 38×38 level stops at 262.5 px, leaving a band of 37.5 pixels along the right and
-# bottom edges without anchor centres, and the 19×19 level stops at 277.5 px. A model built from `cfg300`
+# and 1) come out right: the last centre of the 38×38 level is at 262.5 px, **37.5 px** from the right and
+# bottom edges (its cells end at 266 px, a 34 px band — notebook 02 measures both), and the 19×19 level's last
+# centre is at 277.5 px. A model built from `cfg300`
 # takes `[B, 3, 300, 300]` images and its anchors follow the new grid.
 #
 # ## Recap
@@ -494,11 +612,19 @@ for level, (fm, step) in enumerate(zip(cfg300.feature_map_sizes, cfg300.steps)):
 # - The loc head predicts offsets, not coordinates: `t = ((gx−ax)/(aw·0.1), (gy−ay)/(ah·0.1),
 #   log(gw/aw)/0.2, log(gh/ah)/0.2)`; decoding inverts it exactly. The variances scale the offsets of
 #   matched anchors to about unit spread.
-# - An untrained SSD predicts background everywhere (P = 0.99 by construction of the class-head bias).
+# - This package's untrained SSD predicts background everywhere because its class-head bias is initialised to
+#   P(background) = 0.99 (`background_prior`, RetinaNet's prior, not part of SSD).
+# - NMS by descending score: a box is kept unless it overlaps an already *kept* box by IoU > 0.45; by hand it
+#   equals `torchvision.ops.nms`.
 # - Detections: decode, clip, softmax, per-class threshold and top-k, per-class NMS, best `max_detections`
 #   — `decode_detections` does it for a whole batch at once, and eval mode returns exactly that.
 # - `adapt_config(cfg, S)` re-measures the feature maps for another input size and uses fractional steps
 #   `S / fm`.
+#
+# **Sources:** SSD paper, [arXiv 1512.02325](https://arxiv.org/abs/1512.02325) (Sec. 2.2, eq. 2; Sec. 3
+# inference, NMS 0.45 and top 200); Lin et al. 2017, [arXiv 1708.02002](https://arxiv.org/abs/1708.02002)
+# (Sec. 3.3); the article *The Hero Rises: Build Your Own SSD* (Allegro AI blog, 2020);
+# [torchvision.ops.nms](https://pytorch.org/vision/stable/generated/torchvision.ops.nms.html).
 #
 # **Next:** [05_loss.ipynb](05_loss.ipynb) matches anchors to ground-truth boxes and builds the loss that
 # teaches the heads these offsets and classes.

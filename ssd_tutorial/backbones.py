@@ -211,8 +211,12 @@ class VGG16Backbone(nn.Module):
 
 
 class ResNet50Backbone(nn.Module):
-    """ResNet-50 as in the article: stem … layer2 (512 ch, stride 8) is source 1, layer3 (1024 ch,
-    stride 16) source 2, then the extra layers. layer4 and the classifier are dropped."""
+    """ResNet-50 as in the article: stem … layer2 (512 ch, stride 8), then :class:`L2Norm` (scale 20), is
+    source 1; layer3 (1024 ch, stride 16) source 2, then the extra layers. layer4 and the classifier are dropped.
+
+    The L2Norm on source 1 is the article's (its code puts it on the first source of both backbones): layer2's
+    activations are much larger than the deeper sources', as conv4_3's are in VGG16.
+    """
 
     def __init__(self, cfg: SSDConfig, pretrained: bool = False) -> None:
         super().__init__()
@@ -222,13 +226,14 @@ class ResNet50Backbone(nn.Module):
             resnet.load_state_dict(_load_pretrained("resnet50"))
         self.layer2 = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1,
                                     resnet.layer2)  # fmt: skip
+        self.l2norm = L2Norm(512, scale=20.0)
         self.layer3 = resnet.layer3
         self.extras = build_extras(cfg)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """x (Tensor[B, 3, S, S]) normalized image -> L feature maps."""
         x = self.layer2(x)
-        sources = [x]
+        sources = [self.l2norm(x)]  # the article's L2Norm; layer3 reads the unnormalized x
         x = self.layer3(x)
         sources.append(x)
         for block in self.extras:

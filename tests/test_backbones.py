@@ -102,6 +102,25 @@ def test_l2norm_values_and_gradient():
     assert torch.equal(l2(torch.zeros(1, 2, 3, 3)), torch.zeros(1, 2, 3, 3))  # no NaN on zero features
 
 
+def test_resnet50_source_1_is_l2_normalized_as_in_the_article():
+    """The article's code puts L2Norm(512, scale 20) on the first source of ResNet-50 too; layer3 reads the
+    unnormalized layer2 output."""
+    torch.manual_seed(0)
+    backbone = ResNet50Backbone(SSD300_VOC.replace(backbone="resnet50")).eval()
+    assert isinstance(backbone.l2norm, L2Norm)
+    assert torch.equal(backbone.l2norm.weight.detach(), torch.full((512,), 20.0))
+    assert any(p is backbone.l2norm.weight for p in backbone.parameters())
+    x = torch.rand(1, 3, 300, 300)
+    with torch.no_grad():
+        sources = backbone(x)
+        raw = backbone.layer2(x)  # [1, 512, 38, 38]
+        by_hand = raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-10) * 20.0
+        torch.testing.assert_close(sources[0], by_hand)
+        norms = sources[0].norm(dim=1)  # [1, 38, 38]: every position's channel vector has norm 20
+        torch.testing.assert_close(norms[raw.norm(dim=1) > 0], torch.full_like(norms[raw.norm(dim=1) > 0], 20.0))
+        torch.testing.assert_close(sources[1], backbone.layer3(raw))  # not layer3 of the normalized map
+
+
 def test_extra_layer_specs_presets():
     assert extra_layer_specs(SSD512_VOC) == [(3, 2, 1)] * 4 + [(4, 1, 1)]  # conv8 … conv11, conv12 4x4
     assert extra_layer_specs(SSD300_VOC) == [(3, 2, 1)] * 2 + [(3, 1, 0)] * 2  # conv8, conv9, conv10/11 pad 0

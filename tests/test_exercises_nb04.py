@@ -39,7 +39,8 @@ def test_encode_box_right(answer, capsys):
 
 def test_encode_box_wrong(capsys):
     out = _fails("04_encode_box", [0.125, -0.0625, math.log(1.5), 0.0], capsys)
-    assert "element [0]" in out and "1.25" in out and "variances" in out
+    assert "element [0] (0.125) is too small by a factor of 10" in out and "variances" in out
+    assert "1.25" not in out  # the expected value is only in solution()
     as_if_cxcywh = [(20 - 40) / 3.2, (20 - 56) / 6.4, math.log(68 / 32) / 0.2, math.log(84 / 64) / 0.2]
     out = _fails("04_encode_box", as_if_cxcywh, capsys)
     assert "convert it to (cx, cy, w, h) first" in out
@@ -75,10 +76,34 @@ def test_decode_boxes_wrong(capsys):
         return torch.cat([a[:, :2] + d[:, :2] * v[0] * a[:, 2:], a[:, 2:] * (1 + d[:, 2:] * v[1])], dim=1)
 
     out = _fails("04_decode_boxes", no_exp, capsys)
-    assert "first mismatch at box 0, w" in out and "expected" in out and "anchor [" in out
+    assert "first mismatch at box 0, w" in out and "is too small" in out and "anchor [" in out and "expected" not in out
     out = _fails("04_decode_boxes", lambda d, a, v: _decode(d, a, v)[:, :2], capsys)
     assert "[6, 4]" in out and "[6, 2]" in out
     out = _fails("04_decode_boxes", lambda d, a, v: _decode(d, a, v).tolist(), capsys)
     assert "torch.Tensor" in out
     out = _fails("04_decode_boxes", lambda d: d, capsys)
     assert "raised TypeError" in out
+
+
+def test_decode_boxes_written_differently(capsys):
+    def by_columns(deltas, anchors, variances):
+        (tx, ty, tw, th), (ax, ay, aw, ah) = deltas.unbind(1), anchors.unbind(1)
+        return torch.stack([ax + tx * variances[0] * aw, ay + ty * variances[0] * ah,
+                            aw * (tw * variances[1]).exp(), ah * (th * variances[1]).exp()], dim=1)
+
+    assert exercises.check("04_decode_boxes", by_columns) is True
+
+
+def test_best_shape_widget_task(capsys):
+    from ssd_tutorial.exercises.nb04 import _circle_cell_probabilities
+
+    (i, j), p_circle = _circle_cell_probabilities()
+    assert (i, j) == (36 // 16, 61 // 16)  # the small circle (46, 21, 77, 52) has its centre at (61.5, 36.5)
+    best = max(range(len(p_circle)), key=lambda d: p_circle[d])
+    assert exercises.check("04_best_shape", best) is True
+    assert exercises.check("04_best_shape", float(best)) is True
+    for wrong in set(range(len(p_circle))) - {best}:
+        out = _fails("04_best_shape", wrong, capsys)
+        assert f"shape d = {wrong} gives P(circle)" in out and "(i, j) = (2, 3)" in out
+    assert "d = 0 … 5" in _fails("04_best_shape", 6, capsys)
+    assert "shape index d" in _fails("04_best_shape", "1", capsys)

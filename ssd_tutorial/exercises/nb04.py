@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from . import _describe, compare_sequence, register
+from . import _as_number, _describe, compare_sequence, describe_miss, register
 
 # The numbers of exercise 04_encode_box (also stated in its question).
 ENCODE_ANCHOR_CXCYWH = (40.0, 56.0, 32.0, 64.0)
@@ -122,6 +122,63 @@ def _check_decode_boxes(answer: Any) -> str | None:
         name = ("cx", "cy", "w", "h")[col]
         anchor = [round(v, 2) for v in anchors[row].tolist()]
         offsets = [round(v, 3) for v in deltas[row].tolist()]
-        return (f"with variances={variances}, first mismatch at box {row}, {name}: expected "
-                f"{expected[row, col].item():.4f}, got {got[row, col].item():.4f} (anchor {anchor}, offsets {offsets})")
+        miss = describe_miss(expected[row, col].item(), got[row, col].item(), rel_tol=1e-5)
+        return (f"with variances={variances}, first mismatch at box {row}, {name}: your {got[row, col].item():.4f} "
+                f"{miss} (anchor {anchor}, offsets {offsets})")
     return None
+
+
+# The widget task of 04: the image of the notebook (ShapesDataset seed 1, item 0) and its small circle (box 1).
+TASK_SEED, TASK_ITEM, TASK_BOX, TASK_LEVEL = 1, 0, 1, 1
+
+
+def _circle_cell_probabilities() -> tuple[tuple[int, int], list[float]]:
+    """(i, j) of the level-1 cell under the small circle's centre, and P(circle) of its anchors d = 0 … n_1 - 1
+    for the shipped tiny_shapes model."""
+    from ..boxes import xyxy_to_cxcywh
+    from ..checkpoints import load_pretrained
+    from ..data.shapes import ShapesDataset
+
+    model = load_pretrained("tiny_shapes")
+    cfg = model.cfg
+    image, target = ShapesDataset(TASK_ITEM + 1, image_size=cfg.image_size, seed=TASK_SEED)[TASK_ITEM]
+    cx, cy = xyxy_to_cxcywh(target["boxes"][TASK_BOX])[:2].tolist()
+    k = TASK_LEVEL
+    step = cfg.steps[k]
+    i, j = int(cy // step), int(cx // step)
+    with torch.no_grad():
+        _, cls_logits = model.forward_heads(image[None])  # [1, A, C]
+    n_k = cfg.anchors_per_location[k]
+    first = sum(cfg.anchors_per_level[:k]) + (i * cfg.feature_map_sizes[k] + j) * n_k
+    probs = cls_logits[0, first:first + n_k].softmax(dim=-1)  # [n_k, C]
+    circle = list(cfg.class_names).index("circle")
+    return (i, j), probs[:, circle].tolist()
+
+
+@register(
+    "04_best_shape",
+    question="With the anchor explorer (the shipped tiny_shapes model): go to the level-1 cell (i, j) under the "
+    "centre of the small circle and try d = 0 … 5. Which shape d gives the highest probability of 'circle'?",
+    hint="The small circle is ground-truth box 1; its centre is ((x1 + x2) / 2, (y1 + y2) / 2). Level 1 has step 16, "
+    "so the cell is i = cy // 16 (row, over y) and j = cx // 16 (column, over x). Set level 1, that row and column, "
+    "then read the 'circle' bar for each d. Which shape is closest to the circle's size?",
+    solution="""
+from ssd_tutorial.exercises.nb04 import _circle_cell_probabilities
+(i, j), p_circle = _circle_cell_probabilities()   # the cell and P(circle) of its 4 anchors
+max(range(len(p_circle)), key=lambda d: p_circle[d])
+""",
+)
+def _check_best_shape(answer: Any) -> str | None:
+    got = _as_number(answer)
+    if got is None or not float(got).is_integer():
+        return f"the answer should be a shape index d (an int), got {_describe(answer)}: {answer!r}"
+    (i, j), p_circle = _circle_cell_probabilities()
+    d = int(got)
+    if not 0 <= d < len(p_circle):
+        return f"level 1 has n_1 = {len(p_circle)} anchors per location, d = 0 … {len(p_circle) - 1}; got {d}"
+    best = max(range(len(p_circle)), key=lambda s: p_circle[s])
+    if d == best:
+        return None
+    return (f"at the cell under the circle's centre, shape d = {d} gives P(circle) = {p_circle[d]:.3f}, and "
+            f"another shape gives more: is your cell (i, j) = ({i}, {j})? Then compare the 'circle' bar of "
+            "every d")  # fmt: skip

@@ -46,6 +46,7 @@ __all__ = [
     "plot_history",
     "plot_detections", "plot_pr_curves",
     "draw_box_shapes", "plot_box_shapes",
+    "plot_architecture", "architecture_rows",
 ]  # fmt: skip
 
 
@@ -54,3 +55,4 @@ def anchor_coverage(boxes_xyxy: Tensor, image_size: int | tuple[int, int]) -> Te
     new one; then it goes. Not to be confused with ``analysis.anchor_coverage`` (the share of boxes covered).
     """
     return pixel_anchor_counts(boxes_xyxy, image_size)
+from .architecture import architecture_rows, plot_architecture  # noqa: E402
