@@ -17,8 +17,6 @@ Introduced in: 01_constants.ipynb
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from .anchors import (
     draw_level_grid,
     pixel_anchor_counts,
@@ -28,6 +26,7 @@ from .anchors import (
     plot_box_sizes,
     plot_level_grids,
 )
+from .architecture import architecture_rows, plot_architecture
 from .datasets import draw_box_shapes, plot_box_shapes
 from .evaluation import plot_detections, plot_pr_curves
 from .features import plot_feature_maps
@@ -49,10 +48,3 @@ __all__ = [
     "plot_architecture", "architecture_rows",
 ]  # fmt: skip
 
-
-def anchor_coverage(boxes_xyxy: Tensor, image_size: int | tuple[int, int]) -> Tensor:
-    """Old name of :func:`pixel_anchor_counts`, kept (silently, outside ``__all__``) until the notebooks use the
-    new one; then it goes. Not to be confused with ``analysis.anchor_coverage`` (the share of boxes covered).
-    """
-    return pixel_anchor_counts(boxes_xyxy, image_size)
-from .architecture import architecture_rows, plot_architecture  # noqa: E402
