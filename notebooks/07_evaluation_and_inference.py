@@ -304,7 +304,7 @@ def verdicts(det_boxes, gt_boxes, difficult):
     ### END SOLUTION
 
 
-exercises.check("07_tp_fp", verdicts);
+_ = exercises.check("07_tp_fp", verdicts)
 
 # %% [markdown]
 # Your function on image 12, class by class, next to the verdicts of `judge_image` (every kind of FP there is an
@@ -345,7 +345,7 @@ def precision_recall(tp, num_gt):
     ### END SOLUTION
 
 
-exercises.check("07_precision_recall", precision_recall);
+_ = exercises.check("07_precision_recall", precision_recall)
 
 # %% [markdown]
 # Your function on a short list of ten detections, five of them right, for a class with 6 boxes. Dashed is
@@ -462,7 +462,7 @@ def ap11(precision, recall):
     ### END SOLUTION
 
 
-exercises.check("07_voc07_ap", ap11);
+_ = exercises.check("07_voc07_ap", ap11)
 
 # %% [markdown]
 # **All-point AP** (VOC 2010 onwards) integrates the interpolated curve exactly instead of sampling it: the
