@@ -27,7 +27,8 @@
 # and COCO's mAP ([COCO detection evaluation](https://cocodataset.org/#detection-eval), computed with
 # [pycocotools](https://github.com/cocodataset/cocoapi)). The SSD paper (Liu et al. 2016,
 # [arXiv:1512.02325](https://arxiv.org/abs/1512.02325)) reports both; the article this series follows ("The Hero
-# Rises: Build Your Own SSD", Allegro AI blog, 2020) evaluates with them too.
+# Rises: Build Your Own SSD", Allegro AI blog, 2020) trains on COCO and reports COCO's AP at IoU 0.5 after every
+# epoch.
 #
 # **Which model?** Not the one you trained in notebook 06. The model evaluated here is the checkpoint shipped
 # inside the package, `load_pretrained("tiny_shapes")`, made by `make checkpoint`:
