@@ -21,12 +21,26 @@
 # %% [markdown]
 # # 07 — Evaluation and inference
 #
-# Notebook 06 trained a small SSD on generated shapes. How good is it, and how do we know? This notebook runs
-# the trained detector on images it has never seen and measures it the way detection papers do.
+# How good is a trained SSD, and how do we know? This notebook runs a trained detector on images it has never
+# seen and measures it the way detection papers do: the PASCAL VOC rule and its average precision (the official
+# [VOC2007 devkit](http://host.robots.ox.ac.uk/pascal/VOC/voc2007/), whose `VOCevaldet.m` the package follows)
+# and COCO's mAP ([COCO detection evaluation](https://cocodataset.org/#detection-eval), computed with
+# [pycocotools](https://github.com/cocodataset/cocoapi)). The SSD paper (Liu et al. 2016,
+# [arXiv:1512.02325](https://arxiv.org/abs/1512.02325)) reports both; the article this series follows ("The Hero
+# Rises: Build Your Own SSD", Allegro AI blog, 2020) trains on COCO and reports COCO's AP at IoU 0.5 after every
+# epoch.
+#
+# **Which model?** Not the one you trained in notebook 06. The model evaluated here is the checkpoint shipped
+# inside the package, `load_pretrained("tiny_shapes")`, made by `make checkpoint`:
+# `python -m ssd_tutorial train --preset tiny_shapes --seed 0 --epochs 12 --num-train 6400`, i.e. 12 epochs on
+# 6 400 `ShapesDataset` images, keeping the epoch with the best validation mAP. Notebook 06's recipe trains 8 epochs
+# on 3 200 images, a third of the image passes, so 06's own model scores lower. To evaluate that one instead, set
+# `CHECKPOINT` to the `best.pt` that notebook 06 wrote.
 #
 # **After this notebook you will be able to**
 # - run a trained SSD once and re-use its raw outputs to try different post-processing settings;
-# - say whether a detection is a true or a false positive under the PASCAL VOC rule, and why;
+# - say whether a detection is a true or a false positive (or ignored, on a "difficult" box) under the PASCAL
+#   VOC rule, and why;
 # - draw precision–recall curves and compute the VOC2007 11-point AP **by hand**, next to the all-point AP and
 #   COCO's mAP;
 # - pick the score and NMS thresholds for *evaluation* (low) and for *deployment* (higher), and see the
@@ -37,9 +51,9 @@
 # %% [markdown]
 # ## Parameters
 #
-# `CHECKPOINT` is the model to evaluate: `"tiny_shapes"` is the one shipped with the package (trained on
-# `ShapesDataset` with `python -m ssd_tutorial train --preset tiny_shapes`); a path to a checkpoint that
-# `fit` wrote works too. The tests run this notebook with fewer images.
+# `CHECKPOINT` is the model to evaluate: `"tiny_shapes"` is the one shipped with the package (12 epochs on 6 400
+# shapes images, see above); a path to a checkpoint that `fit` wrote works too, e.g. notebook 06's `best.pt`.
+# The tests run this notebook with fewer images.
 
 # %% tags=["colab"]
 # Google Colab only: fetch the project and install its package. Does nothing anywhere else (JupyterLab, Binder, CI).
@@ -129,8 +143,10 @@ cls_logits = torch.cat([logits for _, logits in heads])  # [B, A, C] class logit
 print("loc_preds", list(loc_preds.shape), " cls_logits", list(cls_logits.shape))
 
 detections = ssd.decode_detections(loc_preds, cls_logits, model.anchors, cfg)
-print(f"{sum(len(d['scores']) for d in detections) / len(detections):.1f} detections per image "
-      f"at score > {cfg.score_threshold}")
+print(f"{sum(len(d['scores']) for d in detections) / len(detections):.2f} detections per image "
+      f"at score > {cfg.score_threshold}, of which "
+      f"{sum(int((d['scores'] >= 0.5).sum()) for d in detections) / len(detections):.2f} score >= 0.5; "
+      f"{num_objects / len(targets):.2f} objects per image")
 
 # %% [markdown]
 # Same thing as the model's own eval forward? Compare on the first batch.
@@ -145,9 +161,10 @@ for mine, theirs in zip(detections[:BATCH_SIZE], direct):
 print("decode_detections(forward_heads(images)) == model(images)")
 
 # %% [markdown]
-# Most of those detections have tiny scores: evaluation keeps everything above 0.01 because average
-# precision rewards a complete ranked list (more on that below). To *look* at the results we keep only the
-# confident ones, score ≥ 0.5. Ground truth is dashed white.
+# Evaluation keeps every detection above 0.01 because average precision rewards a complete ranked list (more on
+# that below). The printed counts say what that list looks like for this model: more than half of the detections
+# per image score 0.5 or more, about as many as there are objects, and the rest is a tail of low-scored guesses.
+# To *look* at the results we keep only the confident ones, score ≥ 0.5. Ground truth is dashed white.
 
 # %%
 viz.plot_detections(images[:8], detections[:8], targets[:8], class_names=cfg.class_names, min_score=0.5)
@@ -156,11 +173,12 @@ viz.plot_detections(images[:8], detections[:8], targets[:8], class_names=cfg.cla
 # %% [markdown]
 # ## When is a detection right? The PASCAL VOC rule
 #
-# A detection is a **true positive** (TP) when it overlaps a ground-truth box **of its class** with
-# IoU ≥ 0.5 and that box has not been claimed yet. Detections are visited by descending score, so the most
-# confident one claims the box; a second detection of the same object is a **false positive** (FP), a
-# *duplicate*. Everything else is a false positive too. Ground-truth boxes that no detection claims are
-# **missed** (false negatives).
+# The rule of the VOC devkit (`VOCevaldet.m`), per class and per image: visit the detections by descending score;
+# for each, find its **best** ground-truth box of its class (highest IoU). If that IoU is ≥ 0.5 and the box has
+# not been claimed yet, the detection is a **true positive** (TP) and claims the box. If the box was already
+# claimed by a more confident detection, it is a **false positive** (FP), a *duplicate*. An IoU below 0.5 (or no
+# box of its class at all) is a false positive too. Ground-truth boxes that no detection claims are **missed**
+# (false negatives).
 #
 # The package implements the rule in `ssd.mean_average_precision`. Here it is written out for one
 # image at a time (claims never cross images, so the global score order and this per-image order give the
@@ -198,13 +216,13 @@ def judge_image(det, tgt, iou_threshold=0.5):
 
 
 image_index = 12
-verdicts, claimed = judge_image(detections[image_index], targets[image_index])
+verdicts_12, claimed = judge_image(detections[image_index], targets[image_index])
 det = detections[image_index]
 print(f"image {image_index}: {len(targets[image_index]['boxes'])} objects, {len(det['scores'])} detections; "
-      f"the best {min(6, len(verdicts))}:")
-for n in range(min(6, len(verdicts))):
-    print(f"  {cfg.class_names[det['labels'][n]]:>8} score {det['scores'][n]:.3f}: {verdicts[n][0]:<12} "
-          f"(IoU with its best {cfg.class_names[det['labels'][n]]} {verdicts[n][1]:.2f})")
+      f"the best {min(6, len(verdicts_12))}:")
+for n in range(min(6, len(verdicts_12))):
+    print(f"  {cfg.class_names[det['labels'][n]]:>8} score {det['scores'][n]:.3f}: {verdicts_12[n][0]:<12} "
+          f"(IoU with its best {cfg.class_names[det['labels'][n]]} {verdicts_12[n][1]:.2f})")
 print(f"objects claimed: {claimed.tolist()}")
 
 # %% [markdown]
@@ -216,12 +234,91 @@ print(f"objects claimed: {claimed.tolist()}")
 judged = [judge_image(d, t) for d, t in zip(detections, targets)]
 curves = precision_recall_curve(detections, targets)
 for label, curve in curves.items():
-    mine = sum(v == "TP" for (verdicts, _), d in zip(judged, detections)
-               for (v, _), lab in zip(verdicts, d["labels"].tolist()) if lab == label)
+    mine = sum(v == "TP" for (image_verdicts, _), d in zip(judged, detections)
+               for (v, _), lab in zip(image_verdicts, d["labels"].tolist()) if lab == label)
     package = round(float(curve["precision"][-1]) * len(curve["precision"]))
     assert mine == package, (label, mine, package)
     print(f"{cfg.class_names[label]:>8}: {mine} true positives of {len(curve['precision'])} detections")
 
+
+# %% [markdown]
+# ### VOC's "difficult" flag
+#
+# VOC's annotators marked objects that are hard to recognise (very small, heavily occluded or truncated) as
+# `difficult`. The devkit neither rewards nor punishes a detector on them: difficult boxes are not counted among
+# the ground-truth boxes (so missing one does not lower the recall), and a detection whose best box is difficult is
+# **ignored**, neither TP nor FP. `ShapesDataset` has no difficult boxes; the VOC loader of the package puts the
+# flags in `targets[i]["difficult"]` (a bool tensor), and `mean_average_precision` / `precision_recall_curve`
+# follow the rule. Here is image 12 again, for its class with the most boxes: once as annotated, and once with the
+# box that the class's best detection claims marked difficult:
+
+# %%
+det, tgt = detections[image_index], targets[image_index]
+top_label = max(det["labels"].tolist(), key=lambda c: int((tgt["labels"] == c).sum()))  # class with most boxes
+first = int((det["labels"] == top_label).nonzero()[0])  # its best detection
+same = (tgt["labels"] == top_label).nonzero().flatten()  # boxes of that class
+hard_box = int(same[box_iou(det["boxes"][first : first + 1], tgt["boxes"][same])[0].argmax()])
+marked = {**tgt, "difficult": torch.zeros(len(tgt["boxes"]), dtype=torch.bool)}
+marked["difficult"][hard_box] = True
+print(f"class {cfg.class_names[top_label]}: {len(same)} boxes, {int((det['labels'] == top_label).sum())} detections")
+for name, t in (("as annotated", tgt), (f"box {hard_box} difficult", marked)):
+    curve = precision_recall_curve([det], [t])[top_label]
+    hard = t.get("difficult", torch.zeros(len(t["boxes"]), dtype=torch.bool))
+    print(f"  {name:<16}: detections scored {len(curve['precision'])}, ground-truth boxes counted "
+          f"{int(((t['labels'] == top_label) & ~hard).sum())}, precision after the last "
+          f"{float(curve['precision'][-1]):.2f}, recall {float(curve['recall'][-1]):.2f}")
+
+# %% [markdown]
+# With the box marked difficult, the detection on it drops out of the ranked list (one detection fewer is scored)
+# and the box drops out of the count. The recall of what is left is unchanged; the precision falls here, because
+# the detection that was ignored had been a true positive.
+#
+# ### Exercise: the TP/FP verdict
+#
+# Write `verdicts(det_boxes, gt_boxes, difficult)` for the detections of **one class in one image**:
+# `det_boxes` `Tensor[N, 4]` sorted by descending score, `gt_boxes` `Tensor[M, 4]` the ground truth of that class,
+# `difficult` `Tensor[M]` bool. Return a list of N strings, `"TP"`, `"FP"` or `"ignored"`, by the devkit's rule
+# above (look only at each detection's best box). The checker tries duplicates, an IoU of exactly 0.5, a
+# difficult box, an image without ground truth and one without detections.
+# Hint: `exercises.hint("07_tp_fp")`.
+
+# %% tags=["nbval-check-output"]
+def verdicts(det_boxes, gt_boxes, difficult):
+    ### BEGIN SOLUTION
+    if len(gt_boxes) == 0:
+        return ["FP"] * len(det_boxes)
+    iou = box_iou(det_boxes, gt_boxes)  # [N, M]
+    claimed = [False] * len(gt_boxes)
+    out = []
+    for n in range(len(det_boxes)):
+        best_iou, m = iou[n].max(dim=0)  # the best box only
+        if best_iou < 0.5:
+            out.append("FP")
+        elif difficult[m]:
+            out.append("ignored")  # neither TP nor FP
+        elif claimed[m]:
+            out.append("FP")  # a duplicate
+        else:
+            claimed[m] = True
+            out.append("TP")
+    return out
+    ### END SOLUTION
+
+
+_ = exercises.check("07_tp_fp", verdicts)
+
+# %% [markdown]
+# Your function on image 12, class by class, next to the verdicts of `judge_image` (every kind of FP there is an
+# `FP` here):
+
+# %%
+for label in sorted(set(det["labels"].tolist())):
+    mine = det["labels"] == label  # already sorted by descending score
+    gt = tgt["labels"] == label
+    yours = verdicts(det["boxes"][mine], tgt["boxes"][gt], torch.zeros(int(gt.sum()), dtype=torch.bool))
+    judged_here = [v if v == "TP" else "FP" for (v, _), keep in zip(verdicts_12, mine.tolist()) if keep]
+    assert yours == judged_here, (label, yours, judged_here)
+    print(f"{cfg.class_names[label]:>8}: {yours}")
 
 # %% [markdown]
 # ## Precision and recall
@@ -264,13 +361,16 @@ print("recall   ", [round(float(r), 2) for r in toy_recall])
 viz.plot_pr_curves({1: {"precision": toy_precision, "recall": toy_recall}}, class_names=["", "toy class"])
 
 # %% [markdown]
-# The package's curves for every class of the model. With about 250 detections per class, one more true
-# positive lifts the precision by less than 0.01, so the zig-zag is tiny and the dashed envelope lies on the
-# solid line almost everywhere.
+# The package's curves for every class of the model (the legend gives each class's VOC07 11-point AP, computed
+# below). With about 250 detections per class, one more true positive lifts the precision by less than 0.01, so the
+# zig-zag is tiny and the dashed envelope lies on the solid line almost everywhere.
 
 # %%
 voc07 = ssd.mean_average_precision(detections, targets, method="voc07")
-viz.plot_pr_curves(curves, class_names=cfg.class_names, ap=voc07["ap_per_class"])
+fig = viz.plot_pr_curves(curves, class_names=cfg.class_names, ap=voc07["ap_per_class"])
+for text in fig.axes[0].get_legend().get_texts():  # say which AP the legend shows
+    text.set_text(text.get_text().replace("(AP ", "(VOC07 AP "))
+fig
 
 # %% [markdown]
 # ## Average precision, by hand
@@ -280,15 +380,16 @@ viz.plot_pr_curves(curves, class_names=cfg.class_names, ap=voc07["ap_per_class"]
 #
 # $$AP_{11} = \frac{1}{11}\sum_{t \in \{0, 0.1, \dots, 1\}} \max_{k:\ \text{recall}_k \ge t} \text{precision}_k$$
 #
-# (0 for a t that no point reaches). We take the class with the lowest AP, where the curve has the most
-# to show.
+# (0 for a t that no point reaches). The official devkit writes exactly this in MATLAB:
+# `for t=0:0.1:1, p=max(prec(rec>=t)); ... ap=ap+p/11; end`. We take the class with the lowest AP, where the
+# curve has the most to show, and write t the way MATLAB computes `0:0.1:1` (more on that just below).
 
 # %%
 label = min(voc07["ap_per_class"], key=voc07["ap_per_class"].get)
 precision, recall = curves[label]["precision"], curves[label]["recall"]
+devkit_t = [k * 0.1 if k <= 5 else 1 - (10 - k) * 0.1 for k in range(11)]  # MATLAB's 0:0.1:1, built from both ends
 sampled = []
-for k in range(11):
-    t = k / 10  # k / 10, not 0.1 * k: 0.1 * 3 = 0.30000000000000004 would miss a recall of exactly 0.3
+for t in devkit_t:
     reach = recall >= t
     sampled.append(float(precision[reach].max()) if reach.any() else 0.0)
 ap11_by_hand = sum(sampled) / 11
@@ -298,12 +399,44 @@ print("p_interp " + " ".join(f"{p:5.3f}" for p in sampled))
 print(f"11-point AP by hand: {ap11_by_hand:.4f}; package: {voc07['ap_per_class'][label]:.4f}")
 assert math.isclose(ap11_by_hand, voc07["ap_per_class"][label], rel_tol=1e-12, abs_tol=1e-12)
 
+# %% [markdown]
+# ### 0.3 is not 0.3: where the way of writing t matters
+#
+# In floating point, `0.1 * 3` is `0.30000000000000004`. MATLAB builds the range `0:0.1:1` from both ends (k · 0.1
+# for the first half, 1 − (10 − k) · 0.1 for the second), so the devkit's 4th threshold is that number, not the
+# double nearest 0.3. py-faster-rcnn's Python port (`voc_eval.py`, `np.arange(0., 1.1, 0.1)`) computes k · 0.1
+# throughout and is also off at 0.6 and 0.7. The three forms agree except when a recall lands **exactly** on one
+# of those steps, e.g. a class with 10 boxes of which exactly 3 are found:
+
+# %% tags=["nbval-check-output"]
+import numpy as np  # noqa: E402  (only for np.arange, the way py-faster-rcnn writes the thresholds)
+
+forms = {"k / 10": [k / 10 for k in range(11)], "devkit 0:0.1:1": devkit_t,
+         "np.arange(0, 1.1, 0.1)": np.arange(0, 1.1, 0.1).tolist()}
+for name, ts in forms.items():
+    print(f"{name:<24} t[3] = {ts[3]!r:<21} t[6] = {ts[6]!r:<20} t[7] = {ts[7]!r}")
+exact_p, exact_r = precision_recall([True, True, False, True, False], num_gt=10)  # recall ends at exactly 0.3
+for name, ts in forms.items():
+    ap = sum(float(exact_p[exact_r >= t].max()) if bool((exact_r >= t).any()) else 0.0 for t in ts) / 11
+    print(f"recall ends at 0.3: AP with {name:<24} {ap:.4f}")
+
+# %% [markdown]
+# With `k / 10` the sample at t = 0.3 counts the precision reached at recall 0.3 (0.75 here); with the devkit's
+# threshold no point reaches t, and that sample is 0. The package's `method="voc07"` follows the devkit's
+# thresholds exactly. On the model's curves above no recall lands on a step, so all three forms give the same AP:
+
+# %%
+for name, ts in forms.items():
+    aps = [sum(float(c["precision"][c["recall"] >= t].max()) if bool((c["recall"] >= t).any()) else 0.0
+               for t in ts) / 11 for c in curves.values()]  # fmt: skip
+    print(f"mAP VOC07 with {name:<24} {sum(aps) / len(aps):.6f}")
+
 # %%
 envelope = precision.flip(0).cummax(0).values.flip(0)  # best precision at this recall or beyond
 fig, ax = plt.subplots(figsize=(5.5, 3.8))
 ax.plot(recall, precision, color="tab:blue", linewidth=1, label="precision after each detection")
 ax.plot(recall, envelope, color="tab:blue", linestyle="--", linewidth=1, label="interpolated")
-ax.scatter([k / 10 for k in range(11)], sampled, color="tab:red", zorder=3, label="the 11 samples")
+ax.scatter(devkit_t, sampled, color="tab:red", zorder=3, label="the 11 samples")
 ax.set_xlabel("recall")
 ax.set_ylabel("precision")
 ax.set_xlim(0, 1.02)
@@ -315,9 +448,9 @@ ax.legend(loc="lower left", fontsize=8);
 # %% [markdown]
 # ### Exercise: the 11-point AP as a function
 #
-# Turn the loop above into `ap11(precision, recall)` (1-D tensors, returns a float); the checker compares it
-# with the package on several curves, one of which ends at a recall of exactly 0.3.
-# Hint: `exercises.hint("07_voc07_ap")`.
+# Turn the loop above into `ap11(precision, recall)` (1-D tensors, returns a float). The checker tries it on
+# several curves, two of which end at a recall of exactly 0.3 and 0.7, and accepts any of the three ways of writing
+# t: `k / 10`, the devkit's `0:0.1:1` and `np.arange(0, 1.1, 0.1)`. Hint: `exercises.hint("07_voc07_ap")`.
 
 # %% tags=["nbval-check-output"]
 def ap11(precision, recall):
@@ -485,19 +618,39 @@ def draw_miss(ax, item):
 gallery(false_positives[:6], "The most confident false positives (red; ground truth white)", draw_fp)
 
 # %%
-gallery(sorted(missed, key=lambda x: (x[3], x[0]))[:6],
-        "Objects missed at score 0.5 (orange), the worst first: lowest best score on them", draw_miss)
+worst_misses = sorted(missed, key=lambda x: (x[3], x[0]))[:6]
+gallery(worst_misses, "Objects missed at score 0.5 (orange), the worst first: lowest best score on them", draw_miss)
+
+# %% [markdown]
+# "Best score 0.000" says only that no detection **of its class** reached IoU 0.5 on it. What did the model do
+# there instead? For each of these objects, the detection of **any** class that overlaps it most:
+
+# %%
+for side, b, m, _ in worst_misses:
+    det, tgt = detections[b], targets[b]
+    name = cfg.class_names[tgt["labels"][m]]
+    if len(det["boxes"]) == 0:
+        print(f"image {b:>3}: {side:3.0f} px {name:<8} no detection at all in this image")
+        continue
+    iou = box_iou(tgt["boxes"][m : m + 1], det["boxes"])[0]  # [N]
+    n = int(iou.argmax())
+    print(f"image {b:>3}: {side:3.0f} px {name:<8} best overlap: {cfg.class_names[det['labels'][n]]:<8} "
+          f"score {float(det['scores'][n]):.3f}, IoU {float(iou[n]):.2f}")
 
 
 # %% [markdown]
-# What the pictures show for this model: the confident false positives are mostly **wrong classes**, and
-# most of them sit where shapes overlap (a circle with a triangle drawn over part of it is, in its pixels,
-# partly a triangle). The worst misses are mostly shapes painted **on top of another shape**:
-# `ShapesDataset` picks each colour far from the background's, not from the shape underneath, so such a
-# shape can have nearly the colour of its neighbour and almost vanish; small ones suffer most. Duplicates
-# are rare at NMS 0.45. Each kind of mistake points to a different fix: duplicates to the NMS threshold,
-# localisation errors to anchors that fit the objects (notebook 08), confusions and low-contrast objects to
-# more (and more varied) training data.
+# What the pictures and the list show for this model. The confident false positives are mostly **wrong
+# classes**, and most of them sit where shapes overlap (a circle with a triangle drawn over part of it is, in its
+# pixels, partly a triangle). The worst misses are of two kinds. Some are shapes painted **on top of another
+# shape** in a colour close to it: `ShapesDataset` picks each colour far from the background's, not from the shape
+# underneath, so such a shape can almost vanish (images 153 and 89), and the small ones (images 154 and 46, 15–16 px)
+# are hard to see and to localise. Others are **large, high-contrast** shapes that are plainly visible (images 128
+# and 2): there the list shows the model either put a box of the right class on the object that misses IoU 0.5, a
+# localisation error, or found it only under another class with a very low score. Size and contrast are not the
+# whole story. Duplicates are rare at NMS 0.45.
+# Each kind of mistake points to a different fix: duplicates to the NMS threshold, localisation errors to
+# anchors that fit the objects (notebook 08), confusions and low-contrast objects to more (and more varied)
+# training data.
 #
 # ## Inference speed
 #
@@ -532,16 +685,68 @@ for size in (1, BATCH_SIZE):
 # cores better than many small ones. `python -m ssd_tutorial detect image.png` runs the same model on your
 # own image files and writes PNGs with the boxes drawn.
 #
+# ## A real photograph
+#
+# Everything above is generated shapes. What does this detector make of a real photo? Matplotlib ships one, the
+# portrait of Grace Hopper (`matplotlib.cbook.get_sample_data("grace_hopper.jpg")`). We resize it to the model's
+# input and print the five best detections, whatever their score.
+
+# %%
+from matplotlib import cbook  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision.transforms.functional import pil_to_tensor  # noqa: E402
+
+with cbook.get_sample_data("grace_hopper.jpg") as file:
+    photo = pil_to_tensor(Image.open(file).convert("RGB"))  # [3, H, W] uint8
+print(f"photo {list(photo.shape)} (C, H, W)")
+photo_in = torch.nn.functional.interpolate(photo[None].float() / 255, size=(cfg.image_size, cfg.image_size),
+                                           mode="bilinear", antialias=True).clamp(0, 1)  # [1, 3, S, S] in [0, 1]
+with torch.inference_mode():
+    on_photo = model(photo_in)[0]
+top5 = {key: value[:5] for key, value in on_photo.items()}  # already sorted by descending score
+print(f"{len(on_photo['scores'])} detections above {cfg.score_threshold}; the best five:")
+for box, score, lab in zip(top5["boxes"], top5["scores"], top5["labels"]):
+    print(f"  {cfg.class_names[lab]:>8} score {float(score):.3f} at {[round(float(v)) for v in box]}")
+viz.plot_detections(photo_in, [top5], class_names=cfg.class_names, min_score=0.0,
+                    titles=["Grace Hopper through tiny_shapes: its five best guesses"])
+
+# %% [markdown]
+# This is the honest failure it has to be: the model knows three classes, circle, square and triangle, drawn
+# flat on noisy backgrounds, so on a person it can only answer with those. Its best guesses sit on small,
+# flat, high-contrast patches (the flag behind her, the cap badge, the medal ribbons), and it gives them high
+# scores (printed above): a score ranks the model's own classes on what it has learned to see, it is not a
+# probability that the object is really there. Nothing here is a person, because "person" is not one of its
+# classes. A detector only recognises what it was trained on.
+#
+# **SSD on its real task.** The paper trains SSD300 and SSD512 on PASCAL VOC2007 + VOC2012 trainval (16 551
+# photos, 20 classes) from an ImageNet-trained VGG16 and reports **74.3 mAP** (SSD300) and **76.8 mAP** (SSD512)
+# on VOC2007 test (Liu et al. 2016, Table 1; mAP at IoU 0.5). The package has the same presets; with
+# VOC extracted into a folder (`VOCdevkit/VOC2012/`) and torchvision's VGG16 weights in the local torch cache,
+#
+# ```
+# python -m ssd_tutorial train --preset ssd512_voc --data voc:/path/to/voc --voc-year 2012 \
+#     --train-split train --val-split val --pretrained-backbone --device cuda
+# python -m ssd_tutorial evaluate --checkpoint runs/ssd512_voc/best.pt --data voc:/path/to/voc --split val
+# ```
+#
+# trains and evaluates it (on a GPU: hours to days, not minutes). The CLI reads one VOC year at a time, so this
+# trains on VOC2012 train and evaluates on VOC2012 val, not the paper's 07+12 / VOC2007 test protocol; its
+# number is not directly comparable with Table 1. Nothing of that ran here: the figures above are the paper's.
+#
 # ## Recap
 #
 # - Run the network once (`model.forward_heads`), keep the raw outputs, and re-run the cheap
 #   `decode_detections` with `cfg.replace(score_threshold=…, nms_threshold=…)` to explore post-processing.
 # - VOC rule: by descending score, a detection is a TP if it reaches IoU ≥ 0.5 with an unclaimed box of its
 #   class; duplicates, poor localisation, wrong classes and background hits are FPs.
+# - VOC's "difficult" boxes are neither counted nor punished: a detection on one is ignored.
 # - Precision and recall after each detection give the PR curve; the VOC07 11-point AP samples its
-#   interpolated version at 11 recall levels, all-point AP integrates it, COCO averages over IoU 0.5 … 0.95.
+#   interpolated version at 11 recall levels (the devkit's `0:0.1:1`, whose 4th step is 0.30000000000000004),
+#   all-point AP integrates it, COCO averages over IoU 0.5 … 0.95.
 # - Evaluate with a low score threshold (AP needs the whole ranked list); deploy with a higher one.
 # - Look at the worst mistakes, not just the mean: they tell you what to change.
+# - A detector knows only its classes: the shapes model has nothing to say about a photograph. The real SSD
+#   reaches 74.3 (SSD300) and 76.8 (SSD512) mAP on VOC2007 test (paper, Table 1).
 #
 # **Next:** [08_your_own_dataset.ipynb](08_your_own_dataset.ipynb) fits the anchors to a dataset of your
 # own, the part of SSD the article left for later.

@@ -273,3 +273,30 @@ def test_dataset_boxes_empty_and_voc_fixture_in_model_pixels():
     assert len(got["boxes"]) > 0
     assert float(got["boxes"].min()) >= 0 and float(got["boxes"].max()) <= TINY_SHAPES.image_size
     assert set(got["image_index"].tolist()) == set(range(len(voc)))
+
+
+def test_own_class_names_through_the_whole_anchor_fit(own_classes):
+    """A VOC-XML export with its own class names (what notebook 08 reads with DATA_FORMAT = "voc"): the names come
+    from the XML, the boxes reach the model's pixels, and k-means + config_from_shapes give a config with those
+    classes that builds a model."""
+    import warnings
+
+    from ssd_tutorial.model import build_ssd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixture's box past the image edge is clipped, with a warning
+        dataset = voc_dataset(own_classes["voc"], "train", transforms=eval_transforms(TINY_SHAPES))
+        boxes = dataset_boxes(dataset)
+    assert dataset.class_names == ("__background__", "cat", "mug", "teapot")
+    assert len(boxes["boxes"]) == 7 and set(boxes["labels"].tolist()) <= {1, 2, 3}
+    assert float(boxes["boxes"].max()) <= TINY_SHAPES.image_size  # resized into the 128 px input
+    wh = boxes["boxes"][:, 2:] - boxes["boxes"][:, :2]
+    shapes = kmeans_box_shapes(wh, TINY_SHAPES.num_levels + 1, seed=0)["shapes_wh"]
+    fitted = config_from_shapes(TINY_SHAPES, shapes).replace(num_classes=len(dataset.class_names),
+                                                             class_names=dataset.class_names)  # fmt: skip
+    assert fitted.class_names == dataset.class_names
+    assert all(s >= 2 * step - 1e-6 for s, step in zip(fitted.box_sizes, fitted.steps))  # the 2-step floor
+    model = build_ssd(fitted)
+    with torch.no_grad():
+        loc, logits = model.forward_heads(torch.rand(1, 3, 128, 128))
+    assert loc.shape == (1, fitted.num_anchors, 4) and logits.shape == (1, fitted.num_anchors, 4)

@@ -1,4 +1,5 @@
-"""Exercises of 07_evaluation_and_inference.ipynb: precision/recall from ranked detections, VOC07 11-point AP.
+"""Exercises of 07_evaluation_and_inference.ipynb: precision/recall from ranked detections, VOC07 11-point AP,
+the TP/FP verdict of the VOC devkit.
 
 Introduced in: 07_evaluation_and_inference.ipynb
 """
@@ -8,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torchvision.ops import box_iou
 
-from . import compare_number, register
+from . import compare_number, describe_miss, register
 
 # Ranked detections of one class (descending score): True = true positive. Hand-checkable cases first.
 PR_CASES: list[tuple[list[bool], int]] = [
@@ -18,8 +20,21 @@ PR_CASES: list[tuple[list[bool], int]] = [
     ([True, True, True], 3),
     ([], 3),
     ([True, False, False, True, False, True, False, False, True, True], 6),
-    ([True, True, False, True, False], 10),  # recall ends at exactly 3/10: t = 0.3 must count
+    ([True, True, False, True, False], 10),  # recall ends at exactly 3/10: the threshold forms differ at 0.3
+    ([True] * 7 + [False], 10),  # recall ends at exactly 7/10: np.arange's 0.7000000000000001 is not reached
 ]
+
+# The three ways of writing the 11 recall thresholds t = 0, 0.1, ..., 1 that a learner may use.
+# - k / 10: exact decimal steps (0.3 is the double nearest 0.3);
+# - the official VOC devkit (VOCevaldet.m, MATLAB `t = 0:0.1:1`): MATLAB builds a colon range from both ends,
+#   k * 0.1 for the first half and 1 - (10 - k) * 0.1 for the second, so t(4) is 0.30000000000000004;
+# - py-faster-rcnn's voc_eval.py (`np.arange(0., 1.1, 0.1)`): k * 0.1 throughout (0.3, 0.6 and 0.7 are one
+#   ulp above the decimal).
+THRESHOLDS: dict[str, list[float]] = {
+    "k / 10": [k / 10 for k in range(11)],
+    "VOC devkit 0:0.1:1": [k * 0.1 if k <= 5 else 1 - (10 - k) * 0.1 for k in range(11)],
+    "np.arange(0, 1.1, 0.1)": [k * 0.1 for k in range(11)],
+}
 
 
 def _expected_pr(tp: list[bool], num_gt: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +46,8 @@ def _expected_pr(tp: list[bool], num_gt: int) -> tuple[torch.Tensor, torch.Tenso
 
 def compare_tensor(expected: torch.Tensor, answer: Any, *, what: str, atol: float = 1e-6) -> str | None:
     """``None`` if ``answer`` (tensor, array or nested list) equals ``expected`` in shape and values, else a
-    message naming the expected shape or the first mismatching element.
+    message naming the expected shape or the first mismatching element and the kind of mistake (too large, too
+    small, by a factor …), never the expected value.
 
     Introduced in: 07_evaluation_and_inference.ipynb
     """
@@ -46,8 +62,9 @@ def compare_tensor(expected: torch.Tensor, answer: Any, *, what: str, atol: floa
     close = torch.isclose(got, expected, atol=atol, rtol=1e-6) | (got.isnan() & expected.isnan())
     if not bool(close.all()):
         index = tuple(int(i) for i in (~close).nonzero()[0])
-        return (f"{what}: first mismatch at index {list(index)}: expected {float(expected[index]):.6g}, "
-                f"got {float(got[index]):.6g}")  # fmt: skip
+        value = float(got[index])
+        kind = "is NaN" if value != value else describe_miss(float(expected[index]), value)
+        return f"{what}: first mismatch at index {list(index)}: your value {value:.6g} {kind}"
     return None
 
 
@@ -85,10 +102,28 @@ def _check_precision_recall(answer: Any) -> str | None:
     return None
 
 
-def _voc07(precision: torch.Tensor, recall: torch.Tensor) -> float:
-    from ..evaluate import average_precision
+def _ap11(precision: torch.Tensor, recall: torch.Tensor, thresholds: list[float]) -> float:
+    total = 0.0
+    for t in thresholds:
+        reach = recall >= t
+        total += float(precision[reach].max()) if bool(reach.any()) else 0.0
+    return total / 11
 
-    return average_precision(precision, recall, method="voc07")
+
+def _ap11_mistakes(precision: torch.Tensor, recall: torch.Tensor) -> dict[float, str]:
+    """Known wrong answers on one curve and what each one means."""
+    thresholds = THRESHOLDS["k / 10"]
+    mistakes = {}
+    at_first = []  # precision at the first point reaching t, not the best beyond
+    for t in thresholds:
+        hits = (recall >= t).nonzero()
+        at_first.append(float(precision[hits[0, 0]]) if len(hits) else 0.0)
+    mistakes[sum(at_first) / 11] = ("takes the precision at the first point that reaches t; the interpolated "
+                                    "precision is the best precision at any recall >= t")  # fmt: skip
+    full = _ap11(precision, recall, thresholds) * 11
+    mistakes[full / 10] = "divides by 10, but there are 11 thresholds (t = 0 and t = 1 both count)"
+    mistakes[full] = "is the sum of the 11 sampled precisions; AP is their mean"
+    return mistakes
 
 
 @register(
@@ -96,14 +131,14 @@ def _voc07(precision: torch.Tensor, recall: torch.Tensor) -> float:
     question="Write ap11(precision, recall) for 1-D tensors ordered by descending score: the PASCAL VOC 2007 "
     "11-point average precision, the mean over t = 0, 0.1, …, 1.0 of the best precision at any recall >= t "
     "(0 when no point reaches t).",
-    hint="For each t in [k / 10 for k in range(11)]: mask = recall >= t; p_t = precision[mask].max() if "
-    "mask.any() else 0. Return the mean of the 11 values as a float. Use k / 10, not 0.1 * k: 0.1 * 3 is "
-    "0.30000000000000004, and a recall of exactly 0.3 must count.",
+    hint="For each of the 11 thresholds t: mask = recall >= t; p_t = precision[mask].max() if mask.any() else 0. "
+    "Return the sum of the 11 values divided by 11, as a float. Any of k / 10, the devkit's 0:0.1:1 or "
+    "np.arange(0, 1.1, 0.1) is accepted for t.",
     solution="""
 def ap11(precision, recall):
     total = 0.0
     for k in range(11):
-        mask = recall >= k / 10
+        mask = recall >= k / 10          # the devkit's t = 0:0.1:1 and np.arange(0, 1.1, 0.1) are accepted too
         total += float(precision[mask].max()) if bool(mask.any()) else 0.0
     return total / 11
 """,
@@ -119,7 +154,126 @@ def _check_voc07_ap(answer: Any) -> str | None:
             got = answer(precision.clone(), recall.clone())
         except Exception as error:
             return f"ap11 on the curve of tp={tp}, num_gt={num_gt} raised {type(error).__name__}: {error}"
-        problem = compare_number(_voc07(precision, recall), got, what=f"ap11 for tp={tp}, num_gt={num_gt}")
-        if problem is not None:
-            return problem + " (the precision at t is the best precision at recall >= t, not at recall == t)"
+        what = f"ap11 for tp={tp}, num_gt={num_gt}"
+        if any(compare_number(_ap11(precision, recall, ts), got, what=what) is None for ts in THRESHOLDS.values()):
+            continue  # right with one of the three ways to write the thresholds
+        return compare_number(_ap11(precision, recall, THRESHOLDS["k / 10"]), got, what=what,
+                              mistakes=_ap11_mistakes(precision, recall))  # fmt: skip
+    return None
+
+
+def _box(x1: float, y1: float, x2: float, y2: float) -> list[float]:
+    return [x1, y1, x2, y2]
+
+
+# (name, detections of one class in one image by descending score, ground truth of that class, difficult flags,
+#  what to look at when a verdict is wrong). IoUs are chosen to be exact in floating point.
+TP_FP_CASES: list[tuple[str, list[list[float]], list[list[float]], list[bool], str]] = [
+    ("two objects, two good detections", [_box(0, 0, 10, 10), _box(20, 0, 30, 10)],
+     [_box(20, 0, 30, 10), _box(0, 0, 10, 10)], [False, False], "each detection's best box"),
+    ("a duplicate", [_box(0, 0, 10, 10), _box(0, 0, 10, 9), _box(40, 40, 50, 50)],
+     [_box(0, 0, 10, 10)], [False], "whether a better-scored detection already claimed the box"),
+    ("IoU exactly 0.5, then 0.4", [_box(0, 0, 10, 10), _box(20, 0, 30, 10)],
+     [_box(0, 0, 10, 5), _box(20, 0, 24, 10)], [False, False], "the rule IoU >= 0.5 (0.5 itself counts)"),
+    ("a difficult box", [_box(0, 0, 10, 10), _box(0, 0, 10, 9), _box(20, 0, 30, 10)],
+     [_box(0, 0, 10, 10), _box(20, 0, 30, 10)], [True, False],
+     "the difficult flag of the best box (a detection there is neither TP nor FP, however many there are)"),
+    ("no ground truth", [_box(0, 0, 10, 10), _box(5, 5, 15, 15)], [], [], "what a detection with no box to match is"),
+    ("no detections", [], [_box(0, 0, 10, 10)], [False], "the length of the list (one verdict per detection)"),
+    ("best box already claimed", [_box(0, 0, 10, 10), _box(0, 0, 10, 9)], [_box(0, 0, 10, 10), _box(0, 0, 10, 8)],
+     [False, False], "the devkit compares a detection only with its BEST box; if that one is claimed, it is a "
+     "duplicate, even when another box overlaps it by 0.5 or more"),
+]
+
+
+def voc_verdicts(det_boxes: torch.Tensor, gt_boxes: torch.Tensor, difficult: torch.Tensor,
+                 iou_threshold: float = 0.5) -> list[str]:  # fmt: skip
+    """The devkit's verdict for detections of one class in one image, ``det_boxes`` Tensor[N, 4] sorted by
+    descending score: "TP", "FP" or "ignored" (best box difficult), following VOCevaldet.m.
+
+    Introduced in: 07_evaluation_and_inference.ipynb
+    """
+    if len(gt_boxes) == 0:
+        return ["FP"] * len(det_boxes)
+    iou = box_iou(det_boxes, gt_boxes)  # [N, M]
+    claimed = [False] * len(gt_boxes)
+    verdicts = []
+    for n in range(len(det_boxes)):
+        best_iou, m = (float(v) for v in iou[n].max(dim=0))
+        m = int(m)
+        if best_iou < iou_threshold:
+            verdicts.append("FP")
+        elif bool(difficult[m]):
+            verdicts.append("ignored")
+        elif claimed[m]:
+            verdicts.append("FP")
+        else:
+            claimed[m] = True
+            verdicts.append("TP")
+    return verdicts
+
+
+def _normalise_verdict(value: Any) -> str | None:
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return {"tp": "TP", "fp": "FP", "ignored": "ignored", "ignore": "ignored"}.get(text)
+    return None
+
+
+@register(
+    "07_tp_fp",
+    question="Write verdicts(det_boxes, gt_boxes, difficult): det_boxes Tensor[N, 4] are the detections of one "
+    "class in one image sorted by descending score, gt_boxes Tensor[M, 4] the ground-truth boxes of that class, "
+    "difficult Tensor[M] bool their VOC 'difficult' flags. Return a list of N strings, 'TP', 'FP' or 'ignored', "
+    "following the VOC devkit.",
+    hint="Go through the detections in order. For each, find its best box (highest IoU, box_iou). IoU < 0.5 (or "
+    "no box at all): 'FP'. Else, if that box is difficult: 'ignored'. Else, if that box was already claimed: "
+    "'FP' (a duplicate). Else: 'TP', and mark the box as claimed. Only the best box is looked at.",
+    solution="""
+def verdicts(det_boxes, gt_boxes, difficult):
+    if len(gt_boxes) == 0:
+        return ["FP"] * len(det_boxes)
+    iou = box_iou(det_boxes, gt_boxes)                  # [N, M]
+    claimed = [False] * len(gt_boxes)
+    out = []
+    for n in range(len(det_boxes)):
+        best_iou, m = iou[n].max(dim=0)                 # the best box only
+        if best_iou < 0.5:
+            out.append("FP")
+        elif difficult[m]:
+            out.append("ignored")                       # neither TP nor FP
+        elif claimed[m]:
+            out.append("FP")                            # duplicate
+        else:
+            claimed[m] = True
+            out.append("TP")
+    return out
+""",
+)
+def _check_tp_fp(answer: Any) -> str | None:
+    if not callable(answer):
+        return f"give a function verdicts(det_boxes, gt_boxes, difficult), got {type(answer).__name__}"
+    right_on: list[str] = []
+    for name, dets, gts, flags, look_at in TP_FP_CASES:
+        det_boxes = torch.tensor(dets, dtype=torch.float32).reshape(-1, 4)  # [N, 4]
+        gt_boxes = torch.tensor(gts, dtype=torch.float32).reshape(-1, 4)  # [M, 4]
+        difficult = torch.tensor(flags, dtype=torch.bool)
+        want = voc_verdicts(det_boxes, gt_boxes, difficult)
+        try:
+            got = answer(det_boxes.clone(), gt_boxes.clone(), difficult.clone())
+        except Exception as error:
+            return f"on the case '{name}' your function raised {type(error).__name__}: {error}"
+        if isinstance(got, (str, bytes)) or not isinstance(got, (list, tuple)):
+            return f"on the case '{name}' return a list of strings ('TP', 'FP', 'ignored'), got {type(got).__name__}"
+        if len(got) != len(want):
+            return (f"on the case '{name}' ({len(want)} detections) return one verdict per detection, got "
+                    f"{len(got)}")  # fmt: skip
+        for n, (w, g) in enumerate(zip(want, got)):
+            verdict = _normalise_verdict(g)
+            if verdict is None:
+                return f"on the case '{name}' verdict {n} is {g!r}: use 'TP', 'FP' or 'ignored'"
+            if verdict != w:
+                earlier = f" (it was right on '{right_on[0]}')" if right_on else ""
+                return f"on the case '{name}' detection {n} gets the wrong verdict{earlier}: look at {look_at}"
+        right_on.append(name)
     return None

@@ -47,7 +47,8 @@ def _check_centered_iou(answer: Any) -> str | None:
         problem = compare_tensor(centered_iou(wh_a, wh_b), got, what=what)
         if problem is not None:
             if len(wh_a) == 1:
-                problem += " ((2, 2) and (1, 4) on one centre overlap 1 x 2 = 2 of a union 4 + 4 - 2 = 6: IoU 1/3)"
+                problem += (" (work (2, 2) against (1, 4) by hand: on one centre the overlap is min(w) x min(h), "
+                            "the union is the sum of the two areas minus the overlap)")  # fmt: skip
             return problem
     return None
 
@@ -90,7 +91,7 @@ def _check_kmeans_step(answer: Any) -> str | None:
     problem = compare_tensor(assignment, result[0], what="assignment")
     if problem is not None:
         if int(torch.as_tensor(result[0])[-1]) == 0:
-            problem += (" (box (12, 12) is nearer (4, 4) in pixels, but its centred IoU is higher with (30, 30): "
-                        "144/900 = 0.16 vs 16/144 = 0.11; use IoU, not Euclidean distance)")  # fmt: skip
+            problem += (" (box (12, 12) is nearer (4, 4) in pixels; compare its centred IoU with each centroid "
+                        "instead: use IoU, not Euclidean distance)")  # fmt: skip
         return problem
     return compare_tensor(means, result[1], what="new_centroids", atol=1e-4)
