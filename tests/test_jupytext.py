@@ -139,6 +139,7 @@ def test_colab_cell_does_nothing_outside_colab(monkeypatch):
 def test_colab_cell_clones_installs_and_enables_widgets_on_colab(tmp_path, monkeypatch):
     """The cell's real code path: git clone (a local clone of this repository stands in for GitHub), pip install
     -e into a throwaway venv that sees the test environment's packages (nothing is downloaded), widget manager on."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the throwaway venv must import the cloned package
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "clone", "--quiet", "--bare", str(REPO_ROOT), str(origin)], check=True)
     venv = tmp_path / "venv"
