@@ -326,7 +326,7 @@ print(f"step 8: last centre {last_center_paper} px")
 # every level of SSD512, SSD300 and the tiny model of later notebooks. Stuck? `exercises.hint("01_anchors_per_level")`
 # gives a hint and `exercises.solution("01_anchors_per_level")` a worked answer.
 
-# %%
+# %% tags=["nbval-check-output"]
 def anchors_at_level(k, cfg=ssd.SSD512_VOC):
     ### BEGIN SOLUTION
     fm = cfg.feature_map_sizes[k]
@@ -340,7 +340,7 @@ exercises.check("01_anchors_per_level", anchors_at_level);
 # And one more: how many anchors does SSD300 have in all? Use your function with
 # `cfg=ssd.SSD300_VOC` on each of its levels and store the sum in `total_300`.
 
-# %%
+# %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
 total_300 = sum(anchors_at_level(k, ssd.SSD300_VOC) for k in range(ssd.SSD300_VOC.num_levels))
 ### END SOLUTION

@@ -343,7 +343,7 @@ for index in [0, 1, 3, 4, 256, 16383, 16384, 23138, 24563]:
 # `cfg.feature_map_sizes` and `cfg.anchors_per_location` of the `cfg` it is given: the check tries SSD512, SSD300
 # and TINY_SHAPES. (Hint: `exercises.hint("02_flat_index")`.)
 
-# %%
+# %% tags=["nbval-check-output"]
 def flat_index(k, i, j, d, cfg=ssd.SSD512_VOC):
     ### BEGIN SOLUTION
     offset = sum(cfg.anchors_per_level[:k])
@@ -360,7 +360,7 @@ exercises.check("02_flat_index", flat_index);
 # `cfg.box_sizes` with the rule above (not by reading `level_box_shapes`) and store it as a tuple
 # `box_1to3 = (w, h)`.
 
-# %%
+# %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
 s_2 = cfg.box_sizes[2]
 box_1to3 = (s_2 / math.sqrt(3), s_2 * math.sqrt(3))
@@ -374,7 +374,7 @@ exercises.check("02_box_1to3", box_1to3);
 # Write `anchor_center(k, i, j, cfg)` returning `(cx, cy)` in pixels. The checker tries it on SSD512, SSD300,
 # TINY_SHAPES and an SSD300 whose steps are fractional (`300 / f_k`, see below), so read the step from the config.
 
-# %%
+# %% tags=["nbval-check-output"]
 def anchor_center(k, i, j, cfg=ssd.SSD512_VOC):
     ### BEGIN SOLUTION
     step = cfg.steps[k]
@@ -564,7 +564,7 @@ widgets.anchor_explorer_widget("ssd512_voc", level=2, row=13, col=13, seed=IMAGE
 # write a box" above) and find the level k whose anchors reach the **highest IoU** with the dashed box. Store it
 # in `best_level`. (The widget's table calls the shape index "k"; it is our d.)
 
-# %%
+# %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
 best_level = 2
 ### END SOLUTION
@@ -598,7 +598,7 @@ widgets.positive_anchors_widget("ssd512_voc", seed=IMAGE_SEED, index=IMAGE_INDEX
 # least one anchor still has IoU ≥ 0.5? Store it in `smallest_side`. Then explain it with the IoU formula: a
 # box inside an anchor of the same centre has IoU = (box area) / (anchor area).
 
-# %%
+# %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
 smallest_side = 26
 ### END SOLUTION

@@ -315,7 +315,7 @@ plt.show()
 # return the receptive field in input pixels (an int). The check runs it on small stacks and on VGG16 up
 # to conv4_3 and conv7. `exercises.hint("03_receptive_field")` helps.
 
-# %%
+# %% tags=["nbval-check-output"]
 def receptive_field_px(layers):
     ### BEGIN SOLUTION
     rf, jump = 1, 1
@@ -404,7 +404,7 @@ for level, (loc_head, cls_head) in enumerate(zip(model.loc_heads, model.cls_head
 # Without looking at the table above: give the output channels of the localisation and the classification
 # heads of SSD512_VOC at each level, as a pair of lists `(loc_channels, cls_channels)`, computed from `cfg`.
 
-# %%
+# %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
 loc_channels = [4 * n_k for n_k in cfg.anchors_per_location]
 cls_channels = [cfg.num_classes * n_k for n_k in cfg.anchors_per_location]
@@ -528,7 +528,7 @@ print("forward_heads puts prediction a next to anchor a, for both heads and ever
 # in (row i, column j, shape d) order. The check feeds it coded maps with H ≠ W and B = 2, and tells you which
 # (row, column, anchor) ended up where if the order is wrong.
 
-# %%
+# %% tags=["nbval-check-output"]
 def flatten_head(head_map, n):
     ### BEGIN SOLUTION
     B = head_map.shape[0]
@@ -613,7 +613,7 @@ feature_map_explorer(tiny, images)
 # the figure gives each level's "mean |activation|". Which level k has the **largest** one? Store it in
 # `strongest_level`. (This tiny model uses BatchNorm, not an L2Norm: compare with the VGG16 numbers above.)
 
-# %%
+# %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
 strongest_level = 4
 ### END SOLUTION

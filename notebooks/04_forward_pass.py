@@ -250,7 +250,7 @@ print("std of (tx, ty, tw, th) with variances:   ", [round(v, 2) for v in with_v
 # Encode the ground-truth box `(x1, y1, x2, y2) = (20, 20, 68, 84)` relative to the anchor
 # `(cx, cy, w, h) = (40, 56, 32, 64)`, variances (0.1, 0.2). Give `[tx, ty, tw, th]`.
 
-# %%
+# %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
 gx_, gy_, gw_, gh_ = (20 + 68) / 2, (20 + 84) / 2, 68 - 20, 84 - 20
 offsets = [(gx_ - 40) / (32 * 0.1), (gy_ - 56) / (64 * 0.1),
@@ -298,7 +298,7 @@ for prior in (0.99, None):
 # `(tx, ty, tw, th)`, `anchors` the anchors in `(cx, cy, w, h)` pixels, both `[N, 4]`; return the boxes
 # `[N, 4]` in `(cx, cy, w, h)` pixels.
 
-# %%
+# %% tags=["nbval-check-output"]
 def my_decode(deltas, anchors, variances=(0.1, 0.2)):
     ### BEGIN SOLUTION
     v0, v1 = variances
@@ -564,7 +564,7 @@ anchor_prediction_explorer(trained, image)
 # Which d gives the highest probability of "circle"? Store it in `best_shape`, then compare that anchor's size
 # (`ssd.level_box_shapes(cfg, 1)`) with the circle's.
 
-# %%
+# %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
 best_shape = 1
 ### END SOLUTION

@@ -305,7 +305,7 @@ def verdicts(det_boxes, gt_boxes, difficult):
     ### END SOLUTION
 
 
-_ = exercises.check("07_tp_fp", verdicts)
+exercises.check("07_tp_fp", verdicts);
 
 # %% [markdown]
 # Your function on image 12, class by class, next to the verdicts of `judge_image` (every kind of FP there is an
@@ -346,7 +346,7 @@ def precision_recall(tp, num_gt):
     ### END SOLUTION
 
 
-_ = exercises.check("07_precision_recall", precision_recall)
+exercises.check("07_precision_recall", precision_recall);
 
 # %% [markdown]
 # Your function on a short list of ten detections, five of them right, for a class with 6 boxes. Dashed is
@@ -463,7 +463,7 @@ def ap11(precision, recall):
     ### END SOLUTION
 
 
-_ = exercises.check("07_voc07_ap", ap11)
+exercises.check("07_voc07_ap", ap11);
 
 # %% [markdown]
 # **All-point AP** (VOC 2010 onwards) integrates the interpolated curve exactly instead of sampling it: the

@@ -322,7 +322,7 @@ def my_centered_iou(wh_a, wh_b):
     ### END SOLUTION
 
 
-_ = exercises.check("08_centered_iou", my_centered_iou)
+exercises.check("08_centered_iou", my_centered_iou);
 
 
 # %% [markdown]
@@ -344,7 +344,7 @@ def kmeans_step(wh, centroids):
     ### END SOLUTION
 
 
-_ = exercises.check("08_kmeans_step", kmeans_step)
+exercises.check("08_kmeans_step", kmeans_step);
 
 # %% [markdown]
 # The package's `kmeans_box_shapes` repeats that step until the assignments stop changing. It also chooses
