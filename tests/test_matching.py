@@ -10,7 +10,8 @@ from torchvision.ops import box_iou
 from ssd_tutorial.anchors import default_boxes
 from ssd_tutorial.boxes import cxcywh_to_xyxy, decode_boxes, xyxy_to_cxcywh
 from ssd_tutorial.config import SSD300_VOC, TINY_SHAPES, SSDConfig
-from ssd_tutorial.matching import _iou_maxima, _pairwise_iou, _ranked_candidates, encode_targets, match_anchors
+from ssd_tutorial.fast.matching import _iou_maxima, _pairwise_iou, _ranked_candidates
+from ssd_tutorial.matching import encode_targets, match_anchors
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
