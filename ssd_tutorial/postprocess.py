@@ -96,7 +96,9 @@ def _check_inputs(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor,
     for name, value in (("loc_preds", loc_preds), ("cls_logits", cls_logits), ("anchors_cxcywh", anchors_cxcywh)):
         if not value.is_floating_point():
             raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
-        bad = int((~torch.isfinite(value)).sum())
-        if bad:
+        # A NaN or an inf makes the sum NaN or inf: one cheap pass; count the bad values only then.
+        total = value.sum(dtype=torch.promote_types(value.dtype, torch.float32))
+        bad = 0 if bool(torch.isfinite(total)) else int((~torch.isfinite(value)).sum())
+        if bad:  # 0 also when the sum of finite values overflowed
             raise ValueError(f"{name} must be finite, got {bad} NaN or inf values of {value.numel()} "
                              f"(a diverged model or a bad checkpoint?)")  # fmt: skip

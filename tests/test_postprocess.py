@@ -189,3 +189,12 @@ def test_zero_detections_give_no_warning():
         warnings.simplefilter("error")  # any warning (e.g. torchvision's about empty boxes) fails the test
         got = decode_detections(loc_preds, cls_logits, default_boxes(cfg), cfg)
     assert all(len(d["scores"]) == 0 for d in got)
+
+
+def test_huge_finite_logits_are_not_mistaken_for_inf():
+    """The finiteness check sums the values first; a sum that overflows on finite values is not an error."""
+    cfg = TINY_SHAPES
+    loc_preds, cls_logits = random_outputs(cfg, B=1, seed=0)
+    cls_logits[0, :3, 1] = 3e38  # finite float32, but the sum overflows to inf
+    got = decode_detections(loc_preds, cls_logits, default_boxes(cfg), cfg)[0]
+    assert torch.isfinite(got["boxes"]).all() and got["scores"][0] == 1.0 and got["labels"][0] == 1
