@@ -46,6 +46,9 @@ def greedy_bipartite(iou: Tensor, min_iou: float = MIN_IOU) -> Tensor:
 
     Introduced in: 05_loss.ipynb
     """
+    if not isinstance(iou, Tensor) or iou.ndim not in (2, 3):
+        got = list(iou.shape) if isinstance(iou, Tensor) else type(iou).__name__
+        raise ValueError(f"iou must be a Tensor[B, M, A] or [M, A] (boxes x anchors), got {got}")
     if iou.ndim == 2:
         return greedy_bipartite(iou.unsqueeze(0), min_iou).squeeze(0)
     batch, num_boxes, num_anchors = iou.shape

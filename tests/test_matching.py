@@ -400,3 +400,10 @@ def test_greedy_bipartite_hand_worked_and_batched():
     assert greedy_bipartite(torch.tensor([[0.5], [0.7]])).tolist() == [-1, 0]
     assert greedy_bipartite(torch.zeros(0, 3)).tolist() == []
     assert greedy_bipartite(torch.full((2, 2), 1e-7)).tolist() == [-1, -1]  # below 1e-6: no overlap
+
+
+def test_greedy_bipartite_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"iou must be a Tensor\[B, M, A\] or \[M, A\].*got \[3\]"):
+        greedy_bipartite(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"iou must be a Tensor.*got list"):
+        greedy_bipartite([[0.5]])
