@@ -128,19 +128,26 @@ def encode_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) 
     batch, num_boxes, _ = boxes.shape
     iou = box_iou(boxes.view(-1, 4), cxcywh_to_xyxy(anchors)).view(batch, num_boxes, len(anchors))  # [B, M, A]
     matches = _match_batch(iou, cfg.iou_threshold)  # [B, A]
-    return _encode_matches(matches, anchors, boxes, labels, cfg.variances, anchors_cxcywh.dtype)
+    image, anchor = (matches >= 0).nonzero(as_tuple=True)  # [P] each
+    steps = [(image, anchor, matches[image, anchor])]
+    return _encode_matches(steps, len(anchors), anchors, boxes, labels, cfg.variances, anchors_cxcywh.dtype)
 
 
-def _encode_matches(matches: Tensor, anchors: Tensor, boxes: Tensor, labels: Tensor, variances: tuple[float, float],
+def _encode_matches(steps: list[tuple[Tensor, Tensor, Tensor]], num_anchors: int, anchors: Tensor, boxes: Tensor,
+                    labels: Tensor, variances: tuple[float, float],
                     dtype: torch.dtype) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Targets from matches Tensor[B, A]: encode only the matched anchors and write them into zeros."""
-    batch, num_anchors = matches.shape
+    """Targets from matches given as (image [P], anchor [P], box [P]) index tensors, written in order.
+
+    Only the matched anchors are encoded; the rest stays 0 (background). A later step overwrites an earlier
+    one where both matched the same anchor.
+    """
+    batch = boxes.shape[0]
     loc_targets = anchors.new_zeros(batch, num_anchors, 4)  # [B, A, 4]
     cls_targets = torch.zeros(batch, num_anchors, dtype=torch.long, device=anchors.device)  # [B, A]
-    image, anchor = (matches >= 0).nonzero(as_tuple=True)  # [P] each
-    box = matches[image, anchor]  # [P]
-    loc_targets[image, anchor] = encode_boxes(xyxy_to_cxcywh(boxes[image, box]), anchors[anchor], variances)
-    cls_targets[image, anchor] = labels[image, box]
+    for image, anchor, box in steps:
+        gt_cxcywh = xyxy_to_cxcywh(boxes[image, box])  # [P, 4]
+        loc_targets[image, anchor] = encode_boxes(gt_cxcywh, anchors[anchor], variances)
+        cls_targets[image, anchor] = labels[image, box]
     return loc_targets.to(dtype), cls_targets
 
 

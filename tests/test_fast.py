@@ -96,8 +96,10 @@ def test_fast_encode_targets_equals_taught(seed, counts, threshold, dtype):
     loc, cls = matching.encode_targets(targets, anchors, cfg)
     fast_loc, fast_cls = fast.encode_targets(targets, anchors, cfg)
     assert torch.equal(fast_cls, cls)
-    # The same matches go through the same encoding code: equal to the bit.
-    assert fast_loc.dtype == loc.dtype == dtype and torch.equal(fast_loc, loc)
+    # The same matches through the same formula, but on other subsets of anchors: vectorized and scalar
+    # log may round the last bit differently.
+    assert fast_loc.dtype == loc.dtype == dtype
+    torch.testing.assert_close(fast_loc, loc, rtol=1e-6, atol=1e-6)
 
 
 def test_fast_encode_targets_equals_taught_on_ssd300_anchors():
@@ -107,7 +109,8 @@ def test_fast_encode_targets_equals_taught_on_ssd300_anchors():
                for m, kind in zip([10, 0, 12, 3, 8], ["uniform", "uniform", "duplicates", "tiny", "overlapping"])]
     loc, cls = matching.encode_targets(targets, anchors, SSD300_VOC)
     fast_loc, fast_cls = fast.encode_targets(targets, anchors, SSD300_VOC)
-    assert torch.equal(fast_cls, cls) and torch.equal(fast_loc, loc)
+    assert torch.equal(fast_cls, cls)
+    torch.testing.assert_close(fast_loc, loc, rtol=1e-6, atol=1e-6)
     assert (cls > 0).sum(dim=1).tolist()[1] == 0 and (cls > 0).sum() > 30  # not vacuous
 
 
@@ -317,6 +320,7 @@ def test_model_uses_the_fast_paths_by_default_and_taught_ones_on_request(monkeyp
                      "ssd_tutorial.fast.encode_targets", "ssd_tutorial.matching.encode_targets"]
     fast_losses, taught_losses = results["train", True], results["train", False]
     fast_dets, taught_dets = results["eval", True], results["eval", False]
-    assert all(torch.equal(fast_losses[k], taught_losses[k]) for k in fast_losses)
+    for key in fast_losses:
+        torch.testing.assert_close(fast_losses[key], taught_losses[key], rtol=1e-6, atol=0)
     assert_same_detections(fast_dets, taught_dets)
     assert sum(len(d["scores"]) for d in fast_dets) > 0

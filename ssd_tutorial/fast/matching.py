@@ -249,5 +249,6 @@ def encode_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) 
     The padding boxes of the taught version have zero size: IoU exactly 0, so never matched here either.
     """
     anchors, boxes, labels = _padded_targets(targets, anchors_cxcywh, cfg)  # [A, 4], [B, M, 4], [B, M]
-    matches = _match_batch(boxes, cxcywh_to_xyxy(anchors), cfg.iou_threshold)  # [B, A]
-    return _encode_matches(matches, anchors, boxes, labels, cfg.variances, anchors_cxcywh.dtype)
+    # The threshold step's matches, then the greedy step's, which overwrite them where both matched an anchor.
+    steps = _match_steps(boxes, cxcywh_to_xyxy(anchors), cfg.iou_threshold)
+    return _encode_matches(steps, len(anchors), anchors, boxes, labels, cfg.variances, anchors_cxcywh.dtype)
