@@ -65,7 +65,7 @@ def _survivors(scores: Tensor, images: Tensor, limit: int, loc_preds: Tensor, an
     rows = scores if images.numel() == scores.shape[0] else scores[images]  # [P, A*C], no copy for all images
     top_scores, top_index = rows.topk(limit, dim=1)  # [P, limit] each, scores descending
     # Candidates strictly above the limit-th score: a prefix by score of all of the image's candidates,
-    # even when scores are tied at the limit (see the exactness note in decode_detections).
+    # even when scores are tied at the limit (see "Best scores first" in the module docstring).
     complete = (top_scores[:, -1] <= cfg.score_threshold) | (limit >= A * (C - 1))  # [P]
     cutoff = torch.where(complete, cfg.score_threshold, top_scores[:, -1])  # [P]
     row, column = (top_scores > cutoff.unsqueeze(1)).nonzero(as_tuple=True)  # [K] each
