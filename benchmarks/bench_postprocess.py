@@ -1,8 +1,8 @@
-"""decode_detections vs torchvision's SSD.postprocess_detections on the same head outputs.
+"""fast.decode_detections (what the model uses) vs torchvision's SSD.postprocess_detections on the same head outputs.
 
 B = 32, SSD300 (8732 anchors), 21 classes, the same rules (score > 0.01, top 400 per class, NMS 0.45,
 200 per image). Both must give the same detections before they are timed; prints the median times
-and the ratio.
+and the ratio. ``python -m benchmarks.run`` also times the taught ``postprocess.decode_detections``.
 
     .venv/bin/python -m benchmarks.bench_postprocess [--quick]
 """
@@ -19,10 +19,11 @@ import torch
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.ssd import SSD as TorchvisionSSD
 
+from ssd_tutorial import postprocess
 from ssd_tutorial.anchors import default_boxes
 from ssd_tutorial.boxes import cxcywh_to_xyxy
 from ssd_tutorial.config import SSD300_VOC, SSDConfig
-from ssd_tutorial.postprocess import decode_detections
+from ssd_tutorial.fast import decode_detections
 
 from .common import BenchOptions, Comparison, Mismatch, same_detections
 
@@ -95,11 +96,16 @@ def comparisons(opts: BenchOptions) -> Iterator[Comparison]:
             with torch.inference_mode():
                 return _torchvision_postprocess(cfg, anchors_xyxy, loc_preds, cls_logits)
 
-        yield Comparison(
-            what=f"detections, B={batch}, {cfg.name}, {cfg.num_classes} classes, {regime} ({candidates} cand./img)",
-            ours_name="decode_detections", theirs_name="SSD.postprocess_detections", ours=ours, theirs=theirs,
-            same=same_detections, goal=2.0,
-        )  # fmt: skip
+        def taught(loc_preds=loc_preds, cls_logits=cls_logits) -> list[dict]:
+            with torch.inference_mode():
+                return postprocess.decode_detections(loc_preds, cls_logits, anchors, cfg)
+
+        what = f"detections, B={batch}, {cfg.name}, {cfg.num_classes} classes, {regime} ({candidates} cand./img)"
+        yield Comparison(what=what, ours_name="fast.decode_detections", theirs_name="SSD.postprocess_detections",
+                         ours=ours, theirs=theirs, same=same_detections, goal=2.0)  # fmt: skip
+        yield Comparison(what=f"taught {what}", ours_name="postprocess.decode_detections",
+                         theirs_name="SSD.postprocess_detections", ours=taught, theirs=theirs,
+                         same=same_detections)  # fmt: skip
 
 
 def run(quick: bool = False, batch_size: int = 32) -> list[dict]:

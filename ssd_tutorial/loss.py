@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import SSDConfig
+
 __all__ = ["multibox_loss", "hard_negative_mask"]
 
 
@@ -27,12 +29,27 @@ def _check_shapes(loc_preds: Tensor, cls_logits: Tensor, loc_targets: Tensor, cl
                              f"got {list(named[name].shape)}")  # fmt: skip
     if cls_targets.dtype.is_floating_point or cls_targets.dtype == torch.bool:
         raise TypeError(f"cls_targets must be an integer tensor of class ids, got {cls_targets.dtype}")
-    if cls_targets.numel() and not 0 <= int(cls_targets.min()) <= int(cls_targets.max()) < C:
-        raise ValueError(f"cls_targets must be class ids in [0, {C - 1}] (C = {C}), "
-                         f"got values in [{int(cls_targets.min())}, {int(cls_targets.max())}]")  # fmt: skip
 
 
-def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float = 3) -> Tensor:
+def _check_labels(cls_targets: Tensor, num_classes: int) -> None:
+    """Class ids in [0, C-1]; reads two values back to the host (a sync on an accelerator)."""
+    if cls_targets.numel() == 0:
+        return
+    low, high = (int(v) for v in torch.aminmax(cls_targets))
+    if not 0 <= low <= high < num_classes:
+        raise ValueError(f"cls_targets must be class ids in [0, {num_classes - 1}] (C = {num_classes}), "
+                         f"got values in [{low}, {high}]")  # fmt: skip
+
+
+def _check_ratio(neg_pos_ratio: float) -> None:
+    if isinstance(neg_pos_ratio, bool) or not isinstance(neg_pos_ratio, (int, float)) or not neg_pos_ratio >= 0:
+        raise ValueError(f"neg_pos_ratio must be a number >= 0 (negatives kept per positive; SSD paper: 3), "
+                         f"got {neg_pos_ratio!r}")  # fmt: skip
+    if neg_pos_ratio == float("inf"):
+        raise ValueError("neg_pos_ratio must be finite, got inf (to keep every negative, use a large number)")
+
+
+def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float) -> Tensor:
     """Which negatives each image keeps: its ``neg_pos_ratio * P_i`` with the largest loss.
 
     An image without positives keeps its ``neg_pos_ratio`` hardest negatives (SSD paper, section
@@ -42,13 +59,14 @@ def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float = 3) -
     Args:
         ce: Tensor[B, A] per-anchor classification loss.
         positive: Tensor[B, A] bool, anchors matched to an object.
-        neg_pos_ratio: negatives kept per positive.
+        neg_pos_ratio: negatives kept per positive (``cfg.neg_pos_ratio``), a number >= 0.
 
     Returns:
         Tensor[B, A] bool, the kept negatives (never a positive).
 
     Introduced in: 05_loss.ipynb
     """
+    _check_ratio(neg_pos_ratio)
     num_pos = positive.sum(dim=1)  # [B]
     num_neg = torch.floor(neg_pos_ratio * num_pos.clamp(min=1).to(torch.float64)).long()  # [B]
     neg_loss = ce.detach().masked_fill(positive, float("-inf"))  # positives sort last
@@ -64,7 +82,9 @@ def multibox_loss(
     cls_logits: Tensor,
     loc_targets: Tensor,
     cls_targets: Tensor,
-    neg_pos_ratio: float = 3,
+    neg_pos_ratio: float = SSDConfig.neg_pos_ratio,
+    *,
+    check_labels: bool | None = None,
 ) -> dict[str, Tensor]:
     """SSD's training objective (SSD paper, eq. 1-3), both terms divided by the positives of the batch.
 
@@ -73,7 +93,11 @@ def multibox_loss(
         cls_logits: Tensor[B, A, C] class scores before softmax, class 0 is background.
         loc_targets: Tensor[B, A, 4] encoded offsets of the matched boxes (0 for background).
         cls_targets: Tensor[B, A] long, class of the matched box, 0 for background.
-        neg_pos_ratio: negatives kept per positive in hard negative mining (paper: 3).
+        neg_pos_ratio: negatives kept per positive in hard negative mining, a number >= 0; the default is
+            SSDConfig's (the paper's 3). The model passes ``cfg.neg_pos_ratio``.
+        check_labels: check that ``cls_targets`` are class ids in [0, C-1]. Default: on a CPU only, where
+            it costs nothing; on an accelerator it would wait for the GPU every step (pass True to debug).
+            ``encode_targets`` only writes valid ids.
 
     Returns:
         ``{"loss_loc": Tensor[], "loss_cls": Tensor[]}``: with P the positives of the whole batch,
@@ -84,6 +108,9 @@ def multibox_loss(
     Introduced in: 05_loss.ipynb
     """
     _check_shapes(loc_preds, cls_logits, loc_targets, cls_targets)
+    _check_ratio(neg_pos_ratio)
+    if check_labels or (check_labels is None and cls_targets.device.type == "cpu"):
+        _check_labels(cls_targets, cls_logits.shape[-1])
     dtype = torch.promote_types(cls_logits.dtype, torch.float32)  # fp16 logits under autocast
     positive = cls_targets > 0  # [B, A]
     num_pos = positive.sum().clamp(min=1).to(dtype)

@@ -1,4 +1,4 @@
-"""Anchor <-> ground-truth matching and batched target encoding.
+"""Anchor <-> ground-truth matching and batched target encoding: the taught, plain version.
 
 Introduced in: 05_loss.ipynb
 
@@ -13,11 +13,8 @@ Ties are broken by index, so the result is deterministic on every device: in the
 equal IoUs the lowest box index wins, then the lowest anchor index; in the threshold step the lowest
 box index wins.
 
-Why the greedy step is cheap: when box m is picked in round t, at most t - 1 <= M - 1 anchors have
-been removed, so its pick is among its M best anchors. The rounds therefore run on a [B, M, M]
-candidate set (top M anchors per box), not on the [B, M, A] IoU tensor; an anchor that is a
-candidate of several boxes is removed from all of them when taken. And when no two boxes of an image
-share their best anchor (most images), the rounds are skipped: each box simply takes its best anchor.
+This module is written to be read next to notebook 05; the model trains with
+:func:`ssd_tutorial.fast.encode_targets`, which gives the same targets faster (tests/test_fast.py).
 """
 
 from __future__ import annotations
@@ -27,16 +24,156 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
+from torchvision.ops import box_iou
 
 from .boxes import cxcywh_to_xyxy, encode_boxes, xyxy_to_cxcywh
 from .config import SSDConfig
 
-__all__ = ["match_anchors", "encode_targets"]
+__all__ = ["match_anchors", "encode_targets", "greedy_bipartite"]
 
-_MIN_IOU = 1e-6  # the greedy step stops below this IoU: such a pair does not overlap
-# IoU values per block in _iou_maxima: on a CPU 1 MiB of float32, which stays in the cache; on a GPU
-# enough for a whole batch in one block (fewer kernel launches), within bounded memory.
-_BLOCK_VALUES = {"cpu": 2**18, "other": 2**24}
+MIN_IOU = 1e-6  # the greedy step stops below this IoU: such a pair does not overlap
+
+
+def greedy_bipartite(iou: Tensor, min_iou: float = MIN_IOU) -> Tensor:
+    """Step 1 of the matching: the anchor each box takes, one round per box.
+
+    Args:
+        iou: Tensor[B, M, A] (or [M, A]) IoU of every ground-truth box with every anchor.
+        min_iou: stop when the largest remaining IoU is below this.
+
+    Returns:
+        Tensor[B, M] (or [M]) long: the anchor each box takes, -1 if none.
+
+    Introduced in: 05_loss.ipynb
+    """
+    if not isinstance(iou, Tensor) or iou.ndim not in (2, 3):
+        got = list(iou.shape) if isinstance(iou, Tensor) else type(iou).__name__
+        raise ValueError(f"iou must be a Tensor[B, M, A] or [M, A] (boxes x anchors), got {got}")
+    if iou.ndim == 2:
+        return greedy_bipartite(iou.unsqueeze(0), min_iou).squeeze(0)
+    batch, num_boxes, num_anchors = iou.shape
+    remaining = iou.clone()  # [B, M, A]; removed rows and columns are set to -1
+    taken = torch.full((batch, num_boxes), -1, dtype=torch.long, device=iou.device)  # [B, M]
+    images = torch.arange(batch, device=iou.device)  # [B]
+    for _ in range(min(num_boxes, num_anchors)):
+        # max over the flattened [M * A] returns the first maximum: the lowest box, then the lowest anchor.
+        best, position = remaining.flatten(1).max(dim=1)  # [B] each
+        box, anchor = position // num_anchors, position % num_anchors  # [B] each
+        found = best >= min_iou  # [B]; an image whose best is below is finished
+        taken[images, box] = torch.where(found, anchor, taken[images, box])
+        remaining[images, box, :] = -1.0  # box m is served
+        remaining[images, :, anchor] = -1.0  # anchor a is taken
+    return taken
+
+
+def _match_batch(iou: Tensor, iou_threshold: float) -> Tensor:
+    """Both matching steps on IoU Tensor[B, M, A] -> Tensor[B, A] long, the matched box or -1."""
+    batch, num_boxes, num_anchors = iou.shape
+    if num_boxes == 0:
+        return torch.full((batch, num_anchors), -1, dtype=torch.long, device=iou.device)
+    best_iou, best_box = iou.max(dim=1)  # [B, A] each; ties -> lowest box
+    matches = torch.where(best_iou >= iou_threshold, best_box, -1)  # [B, A], step 2
+    taken = greedy_bipartite(iou)  # [B, M], step 1
+    image, box = (taken >= 0).nonzero(as_tuple=True)  # [G] each
+    matches[image, taken[image, box]] = box  # step 1 wins over step 2
+    return matches
+
+
+def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """Match one image's ground-truth boxes to anchors with the article's two-step rule (module docstring).
+
+    Introduced in: 05_loss.ipynb
+
+    Args:
+        gt_boxes_xyxy: Tensor[M, 4] xyxy pixels; M may be 0.
+        anchors_xyxy: Tensor[A, 4] xyxy pixels, the *unclipped* default boxes.
+        iou_threshold: IoU from which a still-unmatched anchor takes its best box (SSD paper: 0.5).
+
+    Returns:
+        Tensor[A] long on the anchors' device: index of the matched box, -1 for background.
+    """
+    _check_box_tensor(gt_boxes_xyxy, "gt_boxes_xyxy")
+    _check_box_tensor(anchors_xyxy, "anchors_xyxy", rows="A")
+    _check_threshold(iou_threshold)
+    dtype = _work_dtype(anchors_xyxy.dtype)
+    anchors = anchors_xyxy.to(dtype)
+    gt = gt_boxes_xyxy.to(device=anchors.device, dtype=dtype)
+    _check_box_values(gt, lambda m: f"gt_boxes_xyxy[{m}]")
+    _check_box_values(anchors, lambda a: f"anchors_xyxy[{a}]")
+    iou = box_iou(gt, anchors).unsqueeze(0)  # [1, M, A]
+    return _match_batch(iou, iou_threshold).squeeze(0)  # [A]
+
+
+def encode_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) -> tuple[Tensor, Tensor]:
+    """Training targets of a whole batch: match every image's boxes to the anchors, then encode them.
+
+    Introduced in: 05_loss.ipynb
+
+    All images are matched at once: boxes are padded to the largest M of the batch with zero-size
+    boxes (IoU 0 with every anchor, so never matched); no Python loop over images.
+
+    Args:
+        targets: B dicts ``{"boxes": Tensor[M, 4] xyxy pixels, "labels": Tensor[M] long in 1..C-1}``;
+            M may be 0 and may differ per image. They may live on any device: everything follows the
+            anchors (the article's code asks the labels for a CUDA device, which fails on a CPU).
+        anchors_cxcywh: Tensor[A, 4] cxcywh pixels, the unclipped default boxes (``model.anchors``).
+        cfg: uses ``iou_threshold``, ``variances`` and ``num_classes``.
+
+    Returns:
+        loc_targets: Tensor[B, A, 4] offsets (see :func:`~ssd_tutorial.boxes.encode_boxes`), 0 for background.
+        cls_targets: Tensor[B, A] long, 0 for background.
+        Both on the anchors' device; loc_targets in the anchors' dtype.
+    """
+    anchors, boxes, labels = _padded_targets(targets, anchors_cxcywh, cfg)  # [A, 4], [B, M, 4], [B, M]
+    batch, num_boxes, _ = boxes.shape
+    iou = box_iou(boxes.view(-1, 4), cxcywh_to_xyxy(anchors)).view(batch, num_boxes, len(anchors))  # [B, M, A]
+    matches = _match_batch(iou, cfg.iou_threshold)  # [B, A]
+    image, anchor = (matches >= 0).nonzero(as_tuple=True)  # [P] each
+    steps = [(image, anchor, matches[image, anchor])]
+    return _encode_matches(steps, len(anchors), anchors, boxes, labels, cfg.variances, anchors_cxcywh.dtype)
+
+
+def _encode_matches(steps: list[tuple[Tensor, Tensor, Tensor]], num_anchors: int, anchors: Tensor, boxes: Tensor,
+                    labels: Tensor, variances: tuple[float, float],
+                    dtype: torch.dtype) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Targets from matches given as (image [P], anchor [P], box [P]) index tensors, written in order.
+
+    Only the matched anchors are encoded; the rest stays 0 (background). A later step overwrites an earlier
+    one where both matched the same anchor.
+    """
+    batch = boxes.shape[0]
+    loc_targets = anchors.new_zeros(batch, num_anchors, 4)  # [B, A, 4]
+    cls_targets = torch.zeros(batch, num_anchors, dtype=torch.long, device=anchors.device)  # [B, A]
+    for image, anchor, box in steps:
+        gt_cxcywh = xyxy_to_cxcywh(boxes[image, box])  # [P, 4]
+        loc_targets[image, anchor] = encode_boxes(gt_cxcywh, anchors[anchor], variances)
+        cls_targets[image, anchor] = labels[image, box]
+    return loc_targets.to(dtype), cls_targets
+
+
+def _padded_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """Check the inputs of encode_targets; pad the boxes to the largest M of the batch.
+
+    Returns anchors Tensor[A, 4] in the working dtype, boxes Tensor[B, M, 4] xyxy (padding: zero-size
+    boxes at the origin, after the real ones) and labels Tensor[B, M] long (padding: 0).
+    """
+    if not isinstance(cfg, SSDConfig):
+        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}")
+    _check_anchors_cxcywh(anchors_cxcywh)
+    device, dtype = anchors_cxcywh.device, _work_dtype(anchors_cxcywh.dtype)
+    boxes, labels, counts = _gather_targets(targets, cfg.num_classes, device, dtype)
+    batch, num_boxes = len(counts), max(counts, default=0)
+    counts_t = torch.tensor(counts, dtype=torch.long, device=device)  # [B]
+    image = torch.repeat_interleave(torch.arange(batch, device=device), counts_t, output_size=boxes.shape[0])  # [N]
+    slot = torch.arange(boxes.shape[0], device=device) - (counts_t.cumsum(0) - counts_t)[image]  # [N]
+    padded_boxes = boxes.new_zeros(batch, num_boxes, 4)  # [B, M, 4]
+    padded_boxes[image, slot] = boxes
+    padded_labels = labels.new_zeros(batch, num_boxes)  # [B, M]
+    padded_labels[image, slot] = labels
+    return anchors_cxcywh.to(dtype), padded_boxes, padded_labels
+
+
+# ---------------------------------------------------------------- input checks (shared with fast.py)
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -44,193 +181,19 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _columns(boxes_xyxy: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(x1, y1, x2, y2, area) of boxes [..., N, 4], each a contiguous Tensor[..., N]: what IoU is built from."""
-    x1, y1, x2, y2 = boxes_xyxy.movedim(-1, 0).contiguous()  # [..., N] each
-    return x1, y1, x2, y2, (x2 - x1) * (y2 - y1)
-
-
-def _iou_from_columns(boxes: tuple[Tensor, ...], anchors: tuple[Tensor, ...], workspace: Tensor) -> Tensor:
-    """IoU from :func:`_columns`: box columns shaped [..., M, 1], anchor columns [..., 1, A] -> [..., M, A].
-
-    Same values as ``torchvision.ops.box_iou`` (same operations in the same order), built with in-place
-    operations in ``workspace`` (Tensor[3, ..., M, A]; the result is ``workspace[0]``): box_iou materializes
-    [M, A, 2] corner tensors, which makes it ~10x slower for a batch of boxes against 8732 anchors.
-    """
-    bx1, by1, bx2, by2, box_area = boxes
-    ax1, ay1, ax2, ay2, anchor_area = anchors
-    inter, scratch, scratch2 = workspace  # [..., M, A] each
-    torch.minimum(bx2, ax2, out=inter)
-    inter.sub_(torch.maximum(bx1, ax1, out=scratch)).clamp_(min=0)  # intersection width
-    torch.minimum(by2, ay2, out=scratch)
-    scratch.sub_(torch.maximum(by1, ay1, out=scratch2)).clamp_(min=0)  # intersection height
-    inter.mul_(scratch)  # intersection area
-    union = torch.add(box_area, anchor_area, out=scratch).sub_(inter)
-    return inter.div_(union)
-
-
-def _pairwise_iou(boxes_xyxy: Tensor, anchors_xyxy: Tensor) -> Tensor:
-    """IoU of every box with every anchor: boxes [..., M, 4], anchors [..., A, 4] -> [..., M, A]."""
-    boxes = [c.unsqueeze(-1) for c in _columns(boxes_xyxy)]  # [..., M, 1] each
-    anchors = [c.unsqueeze(-2) for c in _columns(anchors_xyxy)]  # [..., 1, A] each
-    workspace = boxes[0].new_empty(3, *torch.broadcast_shapes(boxes[0].shape, anchors[0].shape))
-    return _iou_from_columns(boxes, anchors, workspace)
-
-
-def _iou_maxima(boxes_xyxy: Tensor, anchors_xyxy: Tensor, block: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """The IoU maxima both matching steps start from, without keeping the [B, M, A] IoU tensor.
-
-    The IoU is computed for a block of anchors at a time. On a CPU a block is small enough to stay in
-    the cache: the ~10 passes over it then cost far less than over a [B, M, A] tensor in main memory.
-    Columns and areas are computed once, outside the loop, and one workspace serves every block.
-
-    Args:
-        boxes_xyxy: Tensor[B, M, 4].
-        anchors_xyxy: Tensor[A, 4].
-        block: anchors per block; default: from ``_BLOCK_VALUES`` IoU values per block.
-
-    Returns:
-        anchor_best: Tensor[B, A], best IoU of each anchor over the boxes of its image.
-        box_best: Tensor[B, M], best IoU of each box over the anchors.
-        box_best_anchor: Tensor[B, M] long, that anchor (ties -> lowest anchor index); 0 where box_best is 0.
-    """
-    batch, num_boxes, _ = boxes_xyxy.shape
-    num_anchors = anchors_xyxy.shape[0]
-    if block is None:
-        values = _BLOCK_VALUES["cpu" if anchors_xyxy.device.type == "cpu" else "other"]
-        block = max(256, values // max(batch * num_boxes, 1))
-    boxes = [c.unsqueeze(-1) for c in _columns(boxes_xyxy)]  # [B, M, 1] each
-    anchors = _columns(anchors_xyxy)  # [A] each
-    anchor_best = boxes_xyxy.new_empty(batch, num_anchors)
-    # From 0, not -1: a box that overlaps no anchor of a block (IoU 0) then skips the argmax of that block.
-    box_best = boxes_xyxy.new_zeros(batch, num_boxes)
-    box_best_anchor = torch.zeros(batch, num_boxes, dtype=torch.long, device=boxes_xyxy.device)
-    workspace = boxes_xyxy.new_empty(3, batch * num_boxes * min(block, num_anchors))
-    for start in range(0, num_anchors, block):
-        size = min(block, num_anchors - start)
-        work = workspace[:, : batch * num_boxes * size].view(3, batch, num_boxes, size)  # [3, B, M, size]
-        iou = _iou_from_columns(boxes, [c[start : start + size] for c in anchors], work)  # [B, M, size]
-        torch.amax(iou, dim=1, out=anchor_best[:, start : start + size])  # [B, size]
-        value = iou.amax(dim=-1)  # [B, M]
-        better = value > box_best  # strict: an earlier block (lower anchor index) keeps a tie
-        box_best = torch.maximum(value, box_best)
-        # argmax is ~7x slower than amax on a CPU: run it only on the rows of the boxes that improved.
-        rows = better.view(-1).nonzero().squeeze(1)  # [R]
-        box_best_anchor.view(-1)[rows] = iou.view(-1, size)[rows].argmax(dim=1) + start  # ties -> lowest
-    return anchor_best, box_best, box_best_anchor
-
-
-def _ranked_candidates(iou: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The k best anchors of each box, ordered by IoU descending then anchor index ascending.
-
-    Args:
-        iou: Tensor[B, M, A].
-        k: candidates per box, 1 <= k <= A.
-
-    Returns:
-        (values Tensor[B, M, k], anchor indices Tensor[B, M, k] long).
-    """
-    num_anchors = iou.shape[-1]
-    k_plus = min(k + 1, num_anchors)
-    values, index = iou.topk(k_plus, dim=-1)  # [B, M, k+1]; topk orders ties arbitrarily
-    if k_plus > k:
-        # The top-k *set* is ambiguous only when the (k+1)-th value equals the k-th one. Such a row takes
-        # every anchor above the k-th value, then the lowest-index anchors equal to it (a running count
-        # picks them, cheaper than sorting the row). Below _MIN_IOU the candidates are never taken, so
-        # ties there do not matter.
-        ambiguous = (values[..., k] == values[..., k - 1]) & (values[..., k - 1] >= _MIN_IOU)  # [B, M]
-        values, index = values[..., :k].contiguous(), index[..., :k].contiguous()  # [B, M, k]
-        if bool(ambiguous.any()):
-            rows = ambiguous.flatten().nonzero().squeeze(1)  # [R]
-            row_iou = iou.flatten(0, 1)[rows]  # [R, A]
-            kth = values.view(-1, k)[rows, k - 1 :]  # [R, 1]
-            above, tied = row_iou > kth, row_iou == kth  # [R, A] each
-            free = k - above.sum(dim=1, keepdim=True)  # [R, 1] places left for tied anchors
-            chosen = above | (tied & (tied.cumsum(dim=1) <= free))  # [R, A], k per row
-            row_index = chosen.nonzero()[:, 1].view(-1, k)  # [R, k] anchor ids, ascending
-            index.view(-1, k)[rows] = row_index
-            values.view(-1, k)[rows] = row_iou.gather(1, row_index)
-    # Order inside the set: anchor index ascending, then a stable sort by IoU descending.
-    index, order = index.sort(dim=-1)
-    values = values.gather(-1, order)
-    values, order = values.sort(dim=-1, descending=True, stable=True)
-    return values, index.gather(-1, order)
-
-
-def _greedy_on_candidates(values: Tensor, index: Tensor) -> Tensor:
-    """The greedy bipartite step on ranked candidate lists (see :func:`_ranked_candidates`).
-
-    Args:
-        values: Tensor[B, M, k] IoU of each box's k best anchors.
-        index: Tensor[B, M, k] long, those anchors.
-
-    Returns:
-        Tensor[B, M] long: the anchor each box takes, -1 if none.
-    """
-    batch, num_boxes, k = values.shape
-    values = values.clone()  # [B, M, k], entries are set to -1 as they are removed
-    flat_values = values.view(batch, num_boxes * k)  # [B, M*k], shares memory with values
-    flat_index = index.reshape(batch, num_boxes * k)  # [B, M*k]
-    images = torch.arange(batch, device=values.device)
-    taken = torch.full((batch, num_boxes), -1, dtype=torch.long, device=values.device)
-    for _ in range(min(num_boxes, k)):
-        # max returns the first maximum: the lowest box, then its best-ranked (lowest-index) anchor.
-        best, position = flat_values.max(dim=1)  # [B]
-        box = torch.div(position, k, rounding_mode="floor")  # [B]
-        anchor = flat_index.gather(1, position.unsqueeze(1)).squeeze(1)  # [B]
-        keep = best >= _MIN_IOU  # [B]; an image whose best is below is finished
-        taken[images, box] = torch.where(keep, anchor, taken[images, box])
-        values[images, box] = -1.0  # remove box m's column
-        values.masked_fill_(index == anchor.view(batch, 1, 1), -1.0)  # remove anchor a's row from every box
-    return taken
-
-
-def _greedy_anchors(boxes_xyxy: Tensor, anchors_xyxy: Tensor, box_best: Tensor, box_best_anchor: Tensor) -> Tensor:
-    """Greedy bipartite step on a batch -> Tensor[B, M] long, the anchor each box takes or -1.
-
-    Shortcut: if no two boxes of an image share their best anchor, the greedy step gives every box its
-    best anchor (no pick ever removes another box's best). Only images where two boxes compete run
-    the rounds, on their M best anchors per box.
-
-    Args:
-        boxes_xyxy: Tensor[B, M, 4]; anchors_xyxy: Tensor[A, 4]; box_best, box_best_anchor: Tensor[B, M]
-            from :func:`_iou_maxima`.
-    """
-    num_boxes, num_anchors = boxes_xyxy.shape[1], anchors_xyxy.shape[0]
-    taken = torch.where(box_best >= _MIN_IOU, box_best_anchor, -1)  # [B, M]
-    clash = (taken.unsqueeze(2) == taken.unsqueeze(1)) & (taken >= 0).unsqueeze(2)  # [B, M, M]
-    clash &= ~torch.eye(num_boxes, dtype=torch.bool, device=taken.device)
-    competing = clash.flatten(1).any(dim=1)  # [B]
-    if bool(competing.any()):
-        images = competing.nonzero().squeeze(1)  # [b]
-        iou = _pairwise_iou(boxes_xyxy[images], anchors_xyxy)  # [b, M, A], only for these images
-        values, index = _ranked_candidates(iou, min(num_boxes, num_anchors))  # [b, M, k] each
-        taken[images] = _greedy_on_candidates(values, index)
-    return taken
-
-
-def _match_steps(boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Both matching steps on a batch: boxes Tensor[B, M, 4], anchors Tensor[A, 4].
-
-    Returns the matches of the threshold step, then those of the greedy step, each as index tensors
-    (image [P], anchor [P], box [P]). Write them in this order, so the greedy step wins where both
-    matched the same anchor. Padding boxes must come after the real ones and overlap no anchor.
-    """
-    if boxes_xyxy.shape[1] == 0 or anchors_xyxy.shape[0] == 0:
-        return []
-    anchor_best, box_best, box_best_anchor = _iou_maxima(boxes_xyxy, anchors_xyxy)
-    # Threshold step, on the few anchors above the threshold (argmax: ties -> lowest box index).
-    image, anchor = (anchor_best >= iou_threshold).nonzero(as_tuple=True)  # [P] each
-    iou = _pairwise_iou(boxes_xyxy[image], anchors_xyxy[anchor].unsqueeze(1))  # [P, M, 1]
-    threshold_step = (image, anchor, iou.squeeze(2).argmax(dim=1))
-    taken = _greedy_anchors(boxes_xyxy, anchors_xyxy, box_best, box_best_anchor)  # [B, M]
-    image, box = (taken >= 0).nonzero(as_tuple=True)  # [G] each
-    return [threshold_step, (image, taken[image, box], box)]
-
-
 def _check_threshold(iou_threshold: float) -> None:
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)) or not 0 < iou_threshold <= 1:
         raise ValueError(f"iou_threshold must be a number in (0, 1], got {iou_threshold!r}")
+
+
+def _check_anchors_cxcywh(anchors_cxcywh: Tensor) -> None:
+    if not isinstance(anchors_cxcywh, Tensor) or anchors_cxcywh.ndim != 2 or anchors_cxcywh.shape[1] != 4:
+        got = list(anchors_cxcywh.shape) if isinstance(anchors_cxcywh, Tensor) else type(anchors_cxcywh).__name__
+        raise ValueError(f"anchors_cxcywh must be a Tensor [A, 4] cxcywh pixels, got {got}")
+    if not anchors_cxcywh.is_floating_point():
+        raise ValueError(f"anchors_cxcywh must be a floating-point tensor, got {anchors_cxcywh.dtype}")
+    if not bool(torch.isfinite(anchors_cxcywh).all() & (anchors_cxcywh[:, 2:] > 0).all()):
+        raise ValueError("anchors_cxcywh must be finite with positive widths and heights (cxcywh pixels)")
 
 
 def _check_box_tensor(boxes: Tensor, name: str, rows: str = "M") -> None:
@@ -260,33 +223,6 @@ def _check_box_values(boxes: Tensor, locate: Callable[[int], str]) -> None:
         if bad.numel():
             i = int(bad[0, 0])
             raise ValueError(f"{locate(i)} must have {expected}, got {boxes[i].tolist()}")
-
-
-def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float = 0.5) -> Tensor:
-    """Match one image's ground-truth boxes to anchors with the article's two-step rule (module docstring).
-
-    Introduced in: 05_loss.ipynb
-
-    Args:
-        gt_boxes_xyxy: Tensor[M, 4] xyxy pixels; M may be 0.
-        anchors_xyxy: Tensor[A, 4] xyxy pixels, the *unclipped* default boxes.
-        iou_threshold: IoU from which a still-unmatched anchor takes its best box (SSD paper: 0.5).
-
-    Returns:
-        Tensor[A] long on the anchors' device: index of the matched box, -1 for background.
-    """
-    _check_box_tensor(gt_boxes_xyxy, "gt_boxes_xyxy")
-    _check_box_tensor(anchors_xyxy, "anchors_xyxy", rows="A")
-    _check_threshold(iou_threshold)
-    dtype = _work_dtype(anchors_xyxy.dtype)
-    anchors = anchors_xyxy.to(dtype)
-    gt = gt_boxes_xyxy.to(device=anchors.device, dtype=dtype)
-    _check_box_values(gt, lambda m: f"gt_boxes_xyxy[{m}]")
-    _check_box_values(anchors, lambda a: f"anchors_xyxy[{a}]")
-    matches = torch.full((anchors.shape[0],), -1, dtype=torch.long, device=anchors.device)  # [A]
-    for _, anchor, box in _match_steps(gt.unsqueeze(0), anchors, iou_threshold):
-        matches[anchor] = box
-    return matches
 
 
 def _gather_targets(
@@ -330,57 +266,3 @@ def _gather_targets(
         raise ValueError(f"{locate(i, 'labels')} must be a class id in 1..{num_classes - 1} (0 is background), "
                          f"got {int(labels[i])}")  # fmt: skip
     return boxes, labels, counts
-
-
-def encode_targets(targets: list[dict], anchors_cxcywh: Tensor, cfg: SSDConfig) -> tuple[Tensor, Tensor]:
-    """Training targets of a whole batch: match every image's boxes to the anchors, then encode them.
-
-    Introduced in: 05_loss.ipynb
-
-    All images are matched at once: boxes are padded to the largest M of the batch (padding is never
-    matched), so there is no Python loop over images in the tensor work.
-
-    Args:
-        targets: B dicts ``{"boxes": Tensor[M, 4] xyxy pixels, "labels": Tensor[M] long in 1..C-1}``;
-            M may be 0 and may differ per image. They may live on any device: everything follows the
-            anchors (the article's code asks the labels for a CUDA device, which fails on a CPU).
-        anchors_cxcywh: Tensor[A, 4] cxcywh pixels, the unclipped default boxes (``model.anchors``).
-        cfg: uses ``iou_threshold``, ``variances`` and ``num_classes``.
-
-    Returns:
-        loc_targets: Tensor[B, A, 4] offsets (see :func:`~ssd_tutorial.boxes.encode_boxes`), 0 for background.
-        cls_targets: Tensor[B, A] long, 0 for background.
-        Both on the anchors' device; loc_targets in the anchors' dtype.
-    """
-    if not isinstance(cfg, SSDConfig):
-        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}")
-    if not isinstance(anchors_cxcywh, Tensor) or anchors_cxcywh.ndim != 2 or anchors_cxcywh.shape[1] != 4:
-        got = list(anchors_cxcywh.shape) if isinstance(anchors_cxcywh, Tensor) else type(anchors_cxcywh).__name__
-        raise ValueError(f"anchors_cxcywh must be a Tensor [A, 4] cxcywh pixels, got {got}")
-    if not anchors_cxcywh.is_floating_point():
-        raise ValueError(f"anchors_cxcywh must be a floating-point tensor, got {anchors_cxcywh.dtype}")
-    if not bool(torch.isfinite(anchors_cxcywh).all() & (anchors_cxcywh[:, 2:] > 0).all()):
-        raise ValueError("anchors_cxcywh must be finite with positive widths and heights (cxcywh pixels)")
-    device, dtype = anchors_cxcywh.device, _work_dtype(anchors_cxcywh.dtype)
-    boxes, labels, counts = _gather_targets(targets, cfg.num_classes, device, dtype)
-    anchors = anchors_cxcywh.to(dtype)  # [A, 4]
-    batch, num_anchors, num_boxes = len(counts), anchors.shape[0], max(counts, default=0)
-
-    # Pad to [B, M, ...]. A padding box has zero size, so its IoU is exactly 0 with every anchor: below
-    # 1e-6 and below the threshold, and after the real boxes when argmax breaks ties. It is never matched.
-    counts_t = torch.tensor(counts, dtype=torch.long, device=device)  # [B]
-    image = torch.repeat_interleave(torch.arange(batch, device=device), counts_t, output_size=boxes.shape[0])  # [N]
-    slot = torch.arange(boxes.shape[0], device=device) - (counts_t.cumsum(0) - counts_t)[image]  # [N]
-    padded_boxes = boxes.new_zeros(batch, num_boxes, 4)  # [B, M, 4]
-    padded_boxes[image, slot] = boxes
-    padded_labels = labels.new_zeros(batch, num_boxes)  # [B, M]
-    padded_labels[image, slot] = labels
-
-    # Encode only the matched anchors (a few per cent) and write them into zeros (= background).
-    loc_targets = anchors.new_zeros(batch, num_anchors, 4)  # [B, A, 4]
-    cls_targets = torch.zeros(batch, num_anchors, dtype=torch.long, device=device)  # [B, A]
-    for image, anchor, box in _match_steps(padded_boxes, cxcywh_to_xyxy(anchors), cfg.iou_threshold):
-        gt_cxcywh = xyxy_to_cxcywh(padded_boxes[image, box])  # [P, 4]
-        loc_targets[image, anchor] = encode_boxes(gt_cxcywh, anchors[anchor], cfg.variances)
-        cls_targets[image, anchor] = padded_labels[image, box]
-    return loc_targets.to(anchors_cxcywh.dtype), cls_targets

@@ -11,12 +11,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from . import fast, matching, postprocess
 from .anchors import default_boxes
 from .backbones import build_backbone
 from .config import SSDConfig
 from .loss import multibox_loss
-from .matching import encode_targets
-from .postprocess import decode_detections
 
 __all__ = ["SSD", "build_ssd", "adapt_config", "source_feature_shapes"]
 
@@ -40,8 +39,13 @@ class SSD(nn.Module):
     * train mode: ``model(images, targets) -> {"loss_loc": Tensor[], "loss_cls": Tensor[]}``
     * eval mode: ``model(images) -> [{"boxes" [N, 4] xyxy px, "scores" [N], "labels" [N] long}]``
 
+    ``model.use_fast_paths`` (default True) picks :mod:`ssd_tutorial.fast`'s ``encode_targets`` and
+    ``decode_detections``; set it to False to train and detect with the taught versions (same results).
+
     Introduced in: 03_heads.ipynb
     """
+
+    use_fast_paths: bool = True
 
     def __init__(self, cfg: SSDConfig, backbone: nn.Module | None = None, *,
                  background_prior: float | None = 0.99) -> None:  # fmt: skip
@@ -158,8 +162,10 @@ class SSD(nn.Module):
             targets = self._check_targets(targets, images)
         loc_preds, cls_logits = self.forward_heads(images)
         if not self.training:
-            return decode_detections(loc_preds, cls_logits, self.anchors, self.cfg)
-        loc_targets, cls_targets = encode_targets(targets, self.anchors, self.cfg)
+            decode = fast.decode_detections if self.use_fast_paths else postprocess.decode_detections
+            return decode(loc_preds, cls_logits, self.anchors, self.cfg)
+        encode = fast.encode_targets if self.use_fast_paths else matching.encode_targets
+        loc_targets, cls_targets = encode(targets, self.anchors, self.cfg)
         return multibox_loss(loc_preds, cls_logits, loc_targets, cls_targets, neg_pos_ratio=self.cfg.neg_pos_ratio)
 
     def _check_targets(self, targets: list[dict[str, Tensor]] | None, images: Tensor) -> list[dict[str, Tensor]]:

@@ -1,13 +1,16 @@
-"""Detections from raw head outputs: decode, clip, score, per-class NMS, keep the best.
+"""Detections from raw head outputs: decode, clip, score, per-class NMS, keep the best (the taught version).
 
 Introduced in: 04_forward_pass.ipynb
+
+The model's eval mode uses :func:`ssd_tutorial.fast.decode_detections`, which gives the same
+detections faster (tests/test_fast.py).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, nms
+from torchvision.ops import batched_nms
 
 from .boxes import cxcywh_to_xyxy, decode_boxes
 from .config import SSDConfig
@@ -15,102 +18,15 @@ from .config import SSDConfig
 __all__ = ["decode_detections"]
 
 
-def _check_inputs(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor, cfg: SSDConfig) -> None:
-    for name, value in (("loc_preds", loc_preds), ("cls_logits", cls_logits), ("anchors_cxcywh", anchors_cxcywh)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if cls_logits.ndim != 3 or cls_logits.shape[-1] != cfg.num_classes:
-        raise ValueError(f"cls_logits must be [B, A, {cfg.num_classes}] (C = cfg.num_classes), "
-                         f"got {list(cls_logits.shape)}")  # fmt: skip
-    B, A, _ = cls_logits.shape
-    if list(loc_preds.shape) != [B, A, 4]:
-        raise ValueError(f"loc_preds must be [B, A, 4] = {[B, A, 4]} (from cls_logits), got {list(loc_preds.shape)}")
-    if list(anchors_cxcywh.shape) != [A, 4]:
-        raise ValueError(f"anchors_cxcywh must be [A, 4] = {[A, 4]} (from cls_logits), "
-                         f"got {list(anchors_cxcywh.shape)}")  # fmt: skip
-
-
-def _grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
-    """NMS inside each group; indices of the kept boxes by descending score (as ``batched_nms``).
-
-    ``groups`` must be sorted (each group contiguous), as the candidates of decode_detections are.
-    On a GPU one ``batched_nms`` call does it. On a CPU, above 1000 boxes, ``batched_nms`` loops
-    over the groups and scans all K candidates for each (O(groups x K): about 15x slower than this
-    for 32 images x 20 classes x 400 candidates), so we run ``nms`` on each contiguous slice instead.
-    """
-    if boxes.device.type != "cpu":
-        return batched_nms(boxes, scores, groups, iou_threshold)
-    counts = torch.unique_consecutive(groups, return_counts=True)[1]  # [G]
-    sizes = counts.tolist()
-    kept = [nms(b, s, iou_threshold) for b, s in zip(boxes.split(sizes), scores.split(sizes))]  # slice indices
-    if not kept:
-        return groups.new_zeros(0)
-    starts = counts.cumsum(0) - counts  # [G] first candidate of each group
-    keep = torch.cat(kept) + starts.repeat_interleave(torch.tensor([len(k) for k in kept]))  # [N]
-    return keep[scores[keep].sort(descending=True, stable=True).indices]
-
-
-def _survivors(scores: Tensor, images: Tensor, limit: int, loc_preds: Tensor, anchors_cxcywh: Tensor,
-               cfg: SSDConfig) -> tuple[Tensor, ...]:  # fmt: skip
-    """Steps 1-3 of decode_detections on the ``limit`` best scores of each image in ``images``.
-
-    Args:
-        scores: Tensor[B, A*C] softmax scores, entry a*C + c; background entries are -1.
-        images: Tensor[P] long, the images to work on.
-        limit: how many of each image's best scores to look at.
-
-    Returns:
-        complete: Tensor[P] bool, the image has no candidate outside the ``limit`` best scores.
-        boxes Tensor[N, 4] xyxy px, scores Tensor[N], labels Tensor[N], image Tensor[N]: the boxes kept
-        by NMS, by descending score.
-    """
-    A, C = anchors_cxcywh.shape[0], cfg.num_classes
-    rows = scores if images.numel() == scores.shape[0] else scores[images]  # [P, A*C], no copy for all images
-    top_scores, top_index = rows.topk(limit, dim=1)  # [P, limit] each, scores descending
-    # Candidates strictly above the limit-th score: a prefix by score of all of the image's candidates,
-    # even when scores are tied at the limit (see the exactness note in decode_detections).
-    complete = (top_scores[:, -1] <= cfg.score_threshold) | (limit >= A * (C - 1))  # [P]
-    cutoff = torch.where(complete, cfg.score_threshold, top_scores[:, -1])  # [P]
-    row, column = (top_scores > cutoff.unsqueeze(1)).nonzero(as_tuple=True)  # [K] each
-    image, flat, cand_scores = images[row], top_index[row, column], top_scores[row, column]  # [K] each
-    anchor, label = flat // C, flat % C  # [K] each
-    # Group by (image, class), scores descending and anchors ascending inside a group (a fixed order for ties).
-    order = anchor.sort(stable=True).indices
-    order = order[cand_scores[order].sort(descending=True, stable=True).indices]
-    group = image * C + label  # [K]
-    order = order[group[order].sort(stable=True).indices]
-    image, anchor, label, group = image[order], anchor[order], label[order], group[order]  # [K] each
-    cand_scores = cand_scores[order]  # [K]
-    # At most pre_nms_top_k per class: rank inside the group.
-    first = torch.searchsorted(group, group)  # [K] first position of each candidate's group
-    top = torch.arange(group.numel(), device=group.device) - first < cfg.pre_nms_top_k  # [K]
-    image, anchor, label, group, cand_scores = (t[top] for t in (image, anchor, label, group, cand_scores))
-    # Decode only these candidates: offsets -> cxcywh -> xyxy, clipped to the image.
-    dtype = scores.dtype
-    deltas = loc_preds.reshape(-1, 4)[image * A + anchor]  # [K, 4]
-    boxes = cxcywh_to_xyxy(decode_boxes(deltas.to(dtype), anchors_cxcywh[anchor].to(dtype), cfg.variances))
-    boxes = boxes.clamp(min=0, max=cfg.image_size)  # [K, 4]
-    keep = _grouped_nms(boxes, cand_scores, group, cfg.nms_threshold)  # by score, descending
-    return complete, boxes[keep], cand_scores[keep], label[keep], image[keep]
-
-
 def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor, cfg: SSDConfig) -> list[dict]:
-    """Turn head outputs into at most ``cfg.max_detections`` boxes per image.
+    """Turn head outputs into at most ``cfg.max_detections`` boxes per image (rules of DESIGN.md).
 
-    The rules (DESIGN.md), for the whole batch at once (NMS groups are image * C + class):
-
-    1. softmax over classes; for each object class c >= 1 of each image keep the at most
-       ``cfg.pre_nms_top_k`` best scores that are > ``cfg.score_threshold``;
-    2. decode their offsets (``cfg.variances``), convert to xyxy, clip to ``[0, cfg.image_size]``;
-    3. NMS per image and class at ``cfg.nms_threshold``;
+    1. decode the offsets (``cfg.variances``) into xyxy boxes, clipped to ``[0, cfg.image_size]``;
+    2. softmax over classes; for each object class c >= 1 of each image keep the scores
+       > ``cfg.score_threshold``, at most the ``cfg.pre_nms_top_k`` best;
+    3. NMS per image and class at ``cfg.nms_threshold``: one ``batched_nms`` call for the whole
+       batch, with one group per (image, class);
     4. per image, the best ``cfg.max_detections`` over all classes, by descending score.
-
-    Why we first look only at each image's best scores: NMS keeps or removes a box depending only on the
-    boxes of its class with a *higher* score. So if, among the candidates above some score s, NMS already
-    keeps ``max_detections`` boxes, no candidate at or below s can change the answer, and NMS (most of the
-    time on a CPU) never sees it. Steps 1-3 run on the ``2 * max_detections`` best scores of each image;
-    an image that keeps fewer boxes than ``max_detections`` from them is run again on 4x as many, until
-    its candidates are all seen. The result is the same as running NMS on all candidates.
 
     Args:
         loc_preds: Tensor[B, A, 4] predicted offsets.
@@ -127,33 +43,62 @@ def decode_detections(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Ten
     B, A, C = cls_logits.shape
     # Scores in the boxes' dtype: NMS needs both alike (fp16 logits under autocast, fp32 anchors).
     dtype = torch.promote_types(loc_preds.dtype, anchors_cxcywh.dtype)
+    boxes = cxcywh_to_xyxy(decode_boxes(loc_preds.to(dtype), anchors_cxcywh.to(dtype), cfg.variances))
+    boxes = boxes.clamp(min=0, max=cfg.image_size)  # [B, A, 4]
     scores = cls_logits.to(dtype).softmax(dim=-1)  # [B, A, C]
-    scores[..., 0] = -1.0  # background is never a detection (-1: below any threshold)
-    scores = scores.view(B, A * C)  # [B, A*C], entry a*C + c: one row per image, no transpose needed
 
-    # Per round, (boxes, scores, labels, image) of the images it finished; an empty start for B = 0 or A = 0.
-    as_long = dict(dtype=torch.long, device=scores.device)
-    found = [[scores.new_zeros(0, 4), scores.new_zeros(0), torch.zeros(0, **as_long), torch.zeros(0, **as_long)]]
-    pending = torch.arange(B if A * (C - 1) > 0 else 0, **as_long)  # [P] images still to finish
-    limit = min(2 * cfg.max_detections, A * (C - 1))
-    while pending.numel():
-        complete, *kept = _survivors(scores, pending, limit, loc_preds, anchors_cxcywh, cfg)
-        kept_image = kept[-1]
-        finished = complete | (torch.bincount(kept_image, minlength=B)[pending] >= cfg.max_detections)  # [P]
-        is_finished = torch.zeros(B, dtype=torch.bool, device=pending.device)
-        is_finished[pending[finished]] = True
-        take = is_finished[kept_image]
-        found.append([t[take] for t in kept])
-        pending = pending[~finished]
-        limit = min(4 * limit, A * (C - 1))
-    boxes, det_scores, labels, image = (torch.cat(parts) for parts in zip(*found))
-    # A stable sort by image keeps the score order inside each image; then cap each image's count.
-    by_image = image.sort(stable=True).indices  # [N_all]
+    # The pre_nms_top_k best anchors of each (image, class), then those above the threshold.
+    object_scores = scores[..., 1:].transpose(1, 2)  # [B, C-1, A]
+    top_scores, top_anchors = object_scores.topk(min(cfg.pre_nms_top_k, A), dim=2)  # [B, C-1, k] each
+    image, cls, rank = (top_scores > cfg.score_threshold).nonzero(as_tuple=True)  # [K] each
+    anchor = top_anchors[image, cls, rank]  # [K]
+    labels = cls + 1  # [K], class 0 is background
+    cand_boxes, cand_scores = boxes[image, anchor], top_scores[image, cls, rank]  # [K, 4], [K]
+
+    keep = batched_nms(cand_boxes, cand_scores, image * C + labels, cfg.nms_threshold)  # [N], by score desc
+    return _best_per_image(cand_boxes[keep], cand_scores[keep], labels[keep], image[keep], B, cfg.max_detections)
+
+
+def _best_per_image(boxes: Tensor, scores: Tensor, labels: Tensor, image: Tensor, batch: int,
+                    max_detections: int) -> list[dict]:  # fmt: skip
+    """Split detections sorted by descending score into ``batch`` dicts, at most ``max_detections`` each.
+
+    Args:
+        boxes: Tensor[N, 4]; scores, labels, image: Tensor[N], all in descending score order.
+    """
+    by_image = image.sort(stable=True).indices  # [N]; stable: keeps the score order inside each image
     image = image[by_image]
-    counts = torch.bincount(image, minlength=B)  # [B]
+    counts = torch.bincount(image, minlength=batch)  # [B]
     starts = counts.cumsum(0) - counts  # [B] first position of each image
-    rank = torch.arange(image.numel(), device=image.device) - starts[image]  # [N_all] rank in image
-    keep = by_image[rank < cfg.max_detections]
-    counts = counts.clamp(max=cfg.max_detections).tolist()
-    per_image = zip(boxes[keep].split(counts), det_scores[keep].split(counts), labels[keep].split(counts))
+    rank = torch.arange(image.numel(), device=image.device) - starts[image]  # [N] rank inside its image
+    keep = by_image[rank < max_detections]
+    counts = counts.clamp(max=max_detections).tolist()
+    per_image = zip(boxes[keep].split(counts), scores[keep].split(counts), labels[keep].split(counts))
     return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in per_image]
+
+
+def _check_inputs(loc_preds: Tensor, cls_logits: Tensor, anchors_cxcywh: Tensor, cfg: SSDConfig) -> None:
+    """Types, shapes and finite values of decode_detections' inputs (shared with fast.py)."""
+    for name, value in (("loc_preds", loc_preds), ("cls_logits", cls_logits), ("anchors_cxcywh", anchors_cxcywh)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not isinstance(cfg, SSDConfig):
+        raise TypeError(f"cfg must be an SSDConfig, got {type(cfg).__name__}")
+    if cls_logits.ndim != 3 or cls_logits.shape[-1] != cfg.num_classes:
+        raise ValueError(f"cls_logits must be [B, A, {cfg.num_classes}] (C = cfg.num_classes), "
+                         f"got {list(cls_logits.shape)}")  # fmt: skip
+    B, A, _ = cls_logits.shape
+    if list(loc_preds.shape) != [B, A, 4]:
+        raise ValueError(f"loc_preds must be [B, A, 4] = {[B, A, 4]} (from cls_logits), got {list(loc_preds.shape)}")
+    if list(anchors_cxcywh.shape) != [A, 4]:
+        raise ValueError(f"anchors_cxcywh must be [A, 4] = {[A, 4]} (from cls_logits), "
+                         f"got {list(anchors_cxcywh.shape)}")  # fmt: skip
+    for name, value in (("loc_preds", loc_preds), ("cls_logits", cls_logits), ("anchors_cxcywh", anchors_cxcywh)):
+        if not value.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
+        # A NaN or an inf makes the sum NaN or inf: one cheap pass; count the bad values only then.
+        total = value.sum(dtype=torch.promote_types(value.dtype, torch.float32))
+        bad = 0 if bool(torch.isfinite(total)) else int((~torch.isfinite(value)).sum())
+        if bad:  # 0 also when the sum of finite values overflowed
+            raise ValueError(f"{name} must be finite, got {bad} NaN or inf values of {value.numel()} "
+                             f"(a diverged model or a bad checkpoint?)")  # fmt: skip

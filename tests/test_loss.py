@@ -3,11 +3,13 @@ empty batches, gradients and input validation."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
 import torch
 
+from ssd_tutorial.config import SSDConfig
 from ssd_tutorial.loss import hard_negative_mask, multibox_loss
 
 
@@ -160,3 +162,54 @@ def test_bad_inputs():
             multibox_loss(loc_preds, cls_logits, loc_targets, bad)
     with pytest.raises(TypeError, match="loc_targets must be a torch.Tensor"):
         multibox_loss(loc_preds, cls_logits, loc_targets.tolist(), cls_targets)
+
+
+def test_neg_pos_ratio_default_is_the_configs():
+    batch = random_batch(4)
+    assert inspect.signature(multibox_loss).parameters["neg_pos_ratio"].default == SSDConfig.neg_pos_ratio == 3
+    default, explicit = multibox_loss(*batch), multibox_loss(*batch, neg_pos_ratio=SSDConfig.neg_pos_ratio)
+    assert all(torch.equal(default[k], explicit[k]) for k in default)
+    assert multibox_loss(*batch, neg_pos_ratio=1)["loss_cls"] < default["loss_cls"]  # the ratio is used
+
+
+@pytest.mark.parametrize("ratio", [-1, -0.5, float("nan"), float("inf"), True, "3", None])
+def test_bad_neg_pos_ratio(ratio):
+    batch = random_batch(0)
+    with pytest.raises(ValueError, match="neg_pos_ratio must be"):
+        multibox_loss(*batch, neg_pos_ratio=ratio)
+    ce, positive = torch.rand(2, 10), torch.zeros(2, 10, dtype=torch.bool)
+    with pytest.raises(ValueError, match="neg_pos_ratio must be"):
+        hard_negative_mask(ce, positive, ratio)
+
+
+def test_zero_ratio_keeps_only_positives():
+    loc_preds, cls_logits, loc_targets, cls_targets = random_batch(5, positive_rate=0.3)
+    positive = cls_targets > 0
+    losses = multibox_loss(loc_preds, cls_logits, loc_targets, cls_targets, neg_pos_ratio=0)
+    ce = torch.nn.functional.cross_entropy(cls_logits.transpose(1, 2), cls_targets, reduction="none")
+    assert losses["loss_cls"].item() == pytest.approx(float(ce[positive].sum() / positive.sum()), rel=1e-6)
+
+
+def test_label_check_on_cpu_by_default_and_skippable(monkeypatch):
+    import ssd_tutorial.loss as loss
+
+    checked = []
+    check = loss._check_labels
+    monkeypatch.setattr(loss, "_check_labels", lambda *args: checked.append(args[1]) or check(*args))
+    batch = random_batch(1)
+    multibox_loss(*batch)
+    multibox_loss(*batch, check_labels=False)
+    assert checked == [5]  # only the first call: C = 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_label_check_on_cuda_unless_asked(monkeypatch):
+    import ssd_tutorial.loss as loss
+
+    checked = []
+    monkeypatch.setattr(loss, "_check_labels", lambda *args: checked.append(args[1]))
+    batch = [t.cuda() for t in random_batch(1)]
+    multibox_loss(*batch)
+    assert checked == []
+    multibox_loss(*batch, check_labels=True)
+    assert checked == [5]

@@ -1,4 +1,6 @@
-"""Tests for ssd_tutorial.matching: the two-step matching rule and batched target encoding."""
+"""Tests for ssd_tutorial.matching (the taught version): hand-worked matches, what every result of the rule must
+satisfy, torchvision's SSDMatcher and BoxCoder, batched target encoding. tests/test_fast.py checks that the fast
+path gives the same results."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ from torchvision.ops import box_iou
 from ssd_tutorial.anchors import default_boxes
 from ssd_tutorial.boxes import cxcywh_to_xyxy, decode_boxes, xyxy_to_cxcywh
 from ssd_tutorial.config import SSD300_VOC, TINY_SHAPES, SSDConfig
-from ssd_tutorial.matching import _iou_maxima, _pairwise_iou, _ranked_candidates, encode_targets, match_anchors
+from ssd_tutorial.matching import encode_targets, greedy_bipartite, match_anchors
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-# 64 px, 4 levels, 372 anchors: small enough for the plain-Python reference below.
+# 64 px, 4 levels, 372 anchors.
 SMALL = SSDConfig(
     name="small64",
     image_size=64,
@@ -27,35 +29,6 @@ SMALL = SSDConfig(
     in_channels=(8, 8, 8, 8),
     backbone="tiny",
 )
-
-
-def reference_match(gt_xyxy: torch.Tensor, anchors_xyxy: torch.Tensor, iou_threshold: float) -> list[int]:
-    """The article's rule as a plain loop over a list of lists, with the documented tie-breaking.
-
-    Greedy: the largest remaining IoU, ties -> lowest box, then lowest anchor (strict ``>`` keeps the first).
-    Threshold: each still-unmatched anchor takes its best box if IoU >= threshold, ties -> lowest box.
-    """
-    iou = box_iou(gt_xyxy, anchors_xyxy).tolist()  # [M][A], the same float32 values the library sees
-    num_boxes, num_anchors = len(iou), anchors_xyxy.shape[0]
-    match = [-1] * num_anchors
-    anchor_free, box_free = [True] * num_anchors, [True] * num_boxes
-    while True:
-        best, best_box, best_anchor = -1.0, -1, -1
-        for m in range(num_boxes):
-            for a in range(num_anchors):
-                if box_free[m] and anchor_free[a] and iou[m][a] > best:
-                    best, best_box, best_anchor = iou[m][a], m, a
-        if best < 1e-6:
-            break
-        match[best_anchor] = best_box
-        anchor_free[best_anchor] = box_free[best_box] = False
-    for a in range(num_anchors):
-        if match[a] == -1 and num_boxes:
-            column = [iou[m][a] for m in range(num_boxes)]
-            best = max(column)
-            if best >= iou_threshold:
-                match[a] = column.index(best)
-    return match
 
 
 def random_boxes(generator: torch.Generator, num: int, kind: str, image_size: float = 64.0) -> torch.Tensor:
@@ -83,24 +56,58 @@ def small_anchors_xyxy() -> torch.Tensor:
     return cxcywh_to_xyxy(default_boxes(SMALL))
 
 
+def check_the_rule(gt: torch.Tensor, anchors: torch.Tensor, threshold: float, matches: torch.Tensor) -> None:
+    """What any result of the two-step rule must satisfy (without re-running the rule).
+
+    * an anchor whose best IoU is >= threshold is matched; if not to its best box (lowest box among ties),
+      the greedy step gave it to another box;
+    * an anchor matched below the threshold is the one anchor the greedy step gave its box: at most one per
+      box, with IoU >= 1e-6;
+    * the first greedy round takes the largest IoU of all: that anchor goes to that box.
+    """
+    iou = box_iou(gt, anchors)  # [M, A]
+    best_iou, best_box = iou.max(dim=0)  # [A]
+    above = best_iou >= threshold
+    assert (matches[above] >= 0).all()
+    matched = matches >= 0
+    by_threshold = above & (matches == best_box)
+    greedy = matched & ~by_threshold  # [A], anchors that only the greedy step explains
+    greedy_boxes = matches[greedy]
+    assert greedy_boxes.unique().numel() == greedy_boxes.numel()  # one greedy anchor per box at most
+    assert (iou[matches[matched], matched.nonzero().squeeze(1)] >= 1e-6).all()
+    top = int(iou.argmax())
+    assert int(matches[top % anchors.shape[0]]) == top // anchors.shape[0]
+
+
 @pytest.mark.parametrize("kind", ["uniform", "overlapping", "tiny", "duplicates", "grid"])
 @pytest.mark.parametrize("seed", range(12))
-def test_match_anchors_equals_reference_loop(small_anchors_xyxy, kind, seed):
+def test_match_anchors_obeys_the_rule(small_anchors_xyxy, kind, seed):
     g = torch.Generator().manual_seed(seed)
     num = int(torch.randint(1, 13, (1,), generator=g))
     gt = random_boxes(g, num, kind)
     threshold = 0.5 if seed % 2 else 0.25
     got = match_anchors(gt, small_anchors_xyxy, threshold)
     assert got.dtype == torch.long and got.shape == (small_anchors_xyxy.shape[0],)
-    assert got.tolist() == reference_match(gt, small_anchors_xyxy, threshold)
+    check_the_rule(gt, small_anchors_xyxy, threshold, got)
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_match_anchors_equals_reference_on_ssd300_anchors(seed):
+def test_match_anchors_obeys_the_rule_on_ssd300_anchors():
     anchors = cxcywh_to_xyxy(default_boxes(SSD300_VOC))
-    g = torch.Generator().manual_seed(100 + seed)
+    g = torch.Generator().manual_seed(100)
     gt = torch.cat([random_boxes(g, 4, "uniform", 300.0), random_boxes(g, 4, "duplicates", 300.0)])
-    assert match_anchors(gt, anchors, 0.5).tolist() == reference_match(gt, anchors, 0.5)
+    check_the_rule(gt, anchors, 0.5, match_anchors(gt, anchors, 0.5))
+
+
+def test_hand_worked_greedy_order_matters():
+    # Anchors a0 = [0,0,10,10], a1 = [0,0,10,20], a2 = [0,0,20,20].
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 20.0], [0.0, 0.0, 20.0, 20.0]])
+    # box0 = [0,0,10,16]: IoU 100/160 = 0.625 with a0, 160/200 = 0.8 with a1, 160/400 = 0.4 with a2.
+    # box1 = [0,0,10,19]: IoU 100/190 = 0.526 with a0, 190/200 = 0.95 with a1, 190/400 = 0.475 with a2.
+    # Round 1: 0.95 (box1, a1). Round 2: box0's best remaining is a0 (0.625). a2 stays background at 0.5.
+    gt = torch.tensor([[0.0, 0.0, 10.0, 16.0], [0.0, 0.0, 10.0, 19.0]])
+    assert match_anchors(gt, anchors, 0.5).tolist() == [0, 1, -1]
+    # Threshold 0.45: a2's best IoU 0.475 (box1) passes.
+    assert match_anchors(gt, anchors, 0.45).tolist() == [0, 1, 1]
 
 
 def test_hand_worked_two_boxes_share_best_anchor():
@@ -164,7 +171,9 @@ def test_no_boxes_gives_all_background(small_anchors_xyxy):
 def test_more_boxes_than_anchors():
     anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [10.0, 0.0, 20.0, 10.0]])
     gt = torch.tensor([[0.0, 0.0, 9.0, 9.0], [0.0, 0.0, 10.0, 10.0], [11.0, 0.0, 20.0, 10.0], [5.0, 0.0, 15.0, 10.0]])
-    assert match_anchors(gt, anchors, 0.5).tolist() == reference_match(gt, anchors, 0.5) == [1, 2]
+    # IoU: box1 = a0 exactly (1.0); box2 with a1 90/100 = 0.9; box0 with a0 0.81; box3 1/3 with both.
+    # Greedy: (box1, a0), then (box2, a1); no anchor is left for box0 and box3.
+    assert match_anchors(gt, anchors, 0.5).tolist() == [1, 2]
 
 
 def test_agrees_with_torchvision_ssd_matcher_when_best_anchors_differ():
@@ -205,8 +214,8 @@ def make_targets(seed: int, counts: list[int], num_classes: int = 3, image_size:
     ]
 
 
-def per_image_reference(target: dict, anchors_cxcywh: torch.Tensor, cfg: SSDConfig) -> tuple:
-    matches = torch.tensor(reference_match(target["boxes"], cxcywh_to_xyxy(anchors_cxcywh), cfg.iou_threshold))
+def per_image_matches(target: dict, anchors_cxcywh: torch.Tensor, cfg: SSDConfig) -> tuple:
+    matches = match_anchors(target["boxes"], cxcywh_to_xyxy(anchors_cxcywh), cfg.iou_threshold)
     positive = matches >= 0
     gt = xyxy_to_cxcywh(target["boxes"])[matches[positive]]
     return positive, matches, gt
@@ -223,7 +232,7 @@ def test_encode_targets_batched_equals_per_image(seed):
         loc_b, cls_b = encode_targets([target], anchors, SMALL)
         torch.testing.assert_close(loc[b], loc_b[0])
         assert torch.equal(cls[b], cls_b[0])
-        positive, matches, gt_cxcywh = per_image_reference(target, anchors, SMALL)
+        positive, matches, gt_cxcywh = per_image_matches(target, anchors, SMALL)
         assert torch.equal(cls[b] > 0, positive)
         assert torch.equal(cls[b][positive], target["labels"][matches[positive]])
         assert not loc[b][~positive].any()
@@ -371,40 +380,30 @@ def test_match_anchors_bad_arguments(small_anchors_xyxy):
         match_anchors(gt[:, [2, 3, 0, 1]], small_anchors_xyxy, 0.5)
 
 
-# ---------------------------------------------------------------- internals
-
-
-def test_pairwise_iou_equals_torchvision_box_iou():
-    g = torch.Generator().manual_seed(0)
-    boxes = torch.cat([random_boxes(g, 20, "uniform"), random_boxes(g, 5, "tiny"), random_boxes(g, 5, "grid")])
-    anchors = cxcywh_to_xyxy(default_boxes(SMALL))
-    assert torch.equal(_pairwise_iou(boxes, anchors), box_iou(boxes, anchors))
-    batched = _pairwise_iou(boxes.view(3, 10, 4), anchors)  # [3, 10, A]
-    assert torch.equal(batched.view(30, -1), box_iou(boxes, anchors))
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_ranked_candidates_equal_a_stable_sort(seed):
-    # Values on a coarse grid, so ties are everywhere, also at the k-th place.
-    g = torch.Generator().manual_seed(seed)
-    iou = torch.randint(0, 5, (3, 6, 40), generator=g).float() / 4
-    values, index = _ranked_candidates(iou, 6)
-    expected_values, expected_index = iou.sort(dim=-1, descending=True, stable=True)
-    assert torch.equal(values, expected_values[..., :6])
-    assert torch.equal(index, expected_index[..., :6])
-
-
-@pytest.mark.parametrize("block", [1, 7, 100, 372, 1000])
-def test_iou_maxima_in_blocks_equal_the_whole_tensor(small_anchors_xyxy, block):
-    # Grid boxes: a box's best IoU is often shared by anchors in different blocks; the lowest index wins.
-    g = torch.Generator().manual_seed(block)
-    boxes = torch.stack([random_boxes(g, 6, "grid"), random_boxes(g, 6, "uniform")])  # [2, 6, 4]
-    iou = box_iou(boxes.view(-1, 4), small_anchors_xyxy).view(2, 6, -1)  # [2, 6, A]
-    anchor_best, box_best, box_best_anchor = _iou_maxima(boxes, small_anchors_xyxy, block=block)
-    assert torch.equal(anchor_best, iou.amax(dim=1))
-    assert torch.equal(box_best, iou.amax(dim=2))
-    assert torch.equal(box_best_anchor, iou.argmax(dim=2))
+# ---------------------------------------------------------------- degenerate
 
 
 def test_no_anchors():
     assert match_anchors(torch.tensor([[0.0, 0.0, 5.0, 5.0]]), torch.zeros(0, 4), 0.5).shape == (0,)
+
+
+def test_greedy_bipartite_hand_worked_and_batched():
+    iou = torch.tensor([[0.9, 0.8, 0.0],
+                        [0.95, 0.1, 0.2]])  # fmt: skip
+    # 0.95 (box 1, anchor 0) first; then box 0's best remaining is anchor 1 (0.8).
+    assert greedy_bipartite(iou).tolist() == [1, 0]
+    # Ties: the lowest box first, then the lowest anchor.
+    assert greedy_bipartite(torch.full((2, 3), 0.5)).tolist() == [0, 1]
+    # A batch of two images; image 1 overlaps nothing; more boxes than anchors leaves a box without one.
+    batch = torch.stack([iou, torch.zeros(2, 3)])  # [2, 2, 3]
+    assert greedy_bipartite(batch).tolist() == [[1, 0], [-1, -1]]
+    assert greedy_bipartite(torch.tensor([[0.5], [0.7]])).tolist() == [-1, 0]
+    assert greedy_bipartite(torch.zeros(0, 3)).tolist() == []
+    assert greedy_bipartite(torch.full((2, 2), 1e-7)).tolist() == [-1, -1]  # below 1e-6: no overlap
+
+
+def test_greedy_bipartite_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"iou must be a Tensor\[B, M, A\] or \[M, A\].*got \[3\]"):
+        greedy_bipartite(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"iou must be a Tensor.*got list"):
+        greedy_bipartite([[0.5]])

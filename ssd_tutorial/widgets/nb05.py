@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..boxes import cxcywh_to_xyxy
-from ..matching import match_anchors
+from ..matching import MIN_IOU, greedy_bipartite, match_anchors
 from .common import figure_area, redraw, rows_to_html, slider_tooltip, widget_box
 
 if TYPE_CHECKING:
@@ -31,12 +31,12 @@ MATCHING_COLUMNS = (("box", "box", ""), ("class", "class", ""), ("best_iou", "be
                     ("positives", "positives", ""))  # fmt: skip
 
 
-def greedy_matches(iou: Tensor, min_iou: float = 1e-6) -> Tensor:
-    """The greedy bipartite step of the matching, written as plainly as possible.
+def greedy_matches(iou: Tensor, min_iou: float = MIN_IOU) -> Tensor:
+    """The greedy bipartite step of the matching on one image: the package's ``greedy_bipartite``.
 
     Repeatedly take the largest remaining IoU (box m, anchor a), give a to m, and remove m's row and a's
-    column; stop when the largest remaining IoU is below ``min_iou``. Same rule as step 1 of
-    ``match_anchors`` (SSD paper, section 2.2 "Matching strategy"); a Python loop over the M boxes.
+    column; stop when the largest remaining IoU is below ``min_iou`` (step 1 of ``match_anchors``; SSD
+    paper, section 2.2 "Matching strategy").
 
     Args:
         iou (Tensor[M, A]): IoU of every ground-truth box with every anchor.
@@ -49,18 +49,7 @@ def greedy_matches(iou: Tensor, min_iou: float = 1e-6) -> Tensor:
     if not isinstance(iou, Tensor) or iou.ndim != 2:
         got = list(iou.shape) if isinstance(iou, Tensor) else type(iou).__name__
         raise ValueError(f"iou must be a Tensor[M, A] (boxes x anchors), got {got}")
-    remaining = iou.detach().clone().double()  # [M, A]
-    taken = torch.full((iou.shape[0],), -1, dtype=torch.long, device=iou.device)
-    for _ in range(min(iou.shape)):
-        best = remaining.max()
-        if best < min_iou:
-            break
-        # argmax of the flattened matrix: the first maximum, i.e. the lowest box, then the lowest anchor
-        m, a = divmod(int(remaining.argmax()), iou.shape[1])
-        taken[m] = a
-        remaining[m, :] = -1.0  # box m is served
-        remaining[:, a] = -1.0  # anchor a is taken
-    return taken
+    return greedy_bipartite(iou.detach(), min_iou)
 
 
 def _class_name(labels: list[int] | None, class_names: Sequence[str] | None, m: int) -> str:
