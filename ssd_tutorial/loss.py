@@ -41,6 +41,15 @@ def _check_labels(cls_targets: Tensor, num_classes: int) -> None:
                          f"got values in [{low}, {high}]")  # fmt: skip
 
 
+def _check_finite(**tensors: Tensor) -> None:
+    """NaN / inf in a prediction or target would make both losses NaN: name the tensor instead."""
+    for name, tensor in tensors.items():
+        if tensor.numel() and not bool(torch.isfinite(tensor.sum())):  # one sum; count only when it fails
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise ValueError(f"{name} must be finite, got {bad} NaN or inf values of {tensor.numel()}")
+
+
 def _check_ratio(neg_pos_ratio: float) -> None:
     if isinstance(neg_pos_ratio, bool) or not isinstance(neg_pos_ratio, (int, float)) or not neg_pos_ratio >= 0:
         raise ValueError(f"neg_pos_ratio must be a number >= 0 (negatives kept per positive; SSD paper: 3), "
@@ -84,7 +93,7 @@ def multibox_loss(
     cls_targets: Tensor,
     neg_pos_ratio: float = SSDConfig.neg_pos_ratio,
     *,
-    check_labels: bool | None = None,
+    check_inputs: bool | None = None,
 ) -> dict[str, Tensor]:
     """SSD's training objective (SSD paper, eq. 1-3), both terms divided by the positives of the batch.
 
@@ -95,9 +104,10 @@ def multibox_loss(
         cls_targets: Tensor[B, A] long, class of the matched box, 0 for background.
         neg_pos_ratio: negatives kept per positive in hard negative mining, a number >= 0; the default is
             SSDConfig's (the paper's 3). The model passes ``cfg.neg_pos_ratio``.
-        check_labels: check that ``cls_targets`` are class ids in [0, C-1]. Default: on a CPU only, where
-            it costs nothing; on an accelerator it would wait for the GPU every step (pass True to debug).
-            ``encode_targets`` only writes valid ids.
+        check_inputs: check that ``cls_targets`` are class ids in [0, C-1] and that predictions and targets
+            are finite (ValueError naming the tensor). Default: on a CPU only, where it costs little; on an
+            accelerator it would wait for the GPU every step (pass True to debug). ``encode_targets`` only
+            writes valid targets, and ``fit`` stops on a non-finite loss either way.
 
     Returns:
         ``{"loss_loc": Tensor[], "loss_cls": Tensor[]}``: with P the positives of the whole batch,
@@ -109,8 +119,9 @@ def multibox_loss(
     """
     _check_shapes(loc_preds, cls_logits, loc_targets, cls_targets)
     _check_ratio(neg_pos_ratio)
-    if check_labels or (check_labels is None and cls_targets.device.type == "cpu"):
+    if check_inputs or (check_inputs is None and cls_targets.device.type == "cpu"):
         _check_labels(cls_targets, cls_logits.shape[-1])
+        _check_finite(loc_preds=loc_preds, cls_logits=cls_logits, loc_targets=loc_targets)
     dtype = torch.promote_types(cls_logits.dtype, torch.float32)  # fp16 logits under autocast
     positive = cls_targets > 0  # [B, A]
     num_pos = positive.sum().clamp(min=1).to(dtype)

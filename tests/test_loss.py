@@ -198,7 +198,7 @@ def test_label_check_on_cpu_by_default_and_skippable(monkeypatch):
     monkeypatch.setattr(loss, "_check_labels", lambda *args: checked.append(args[1]) or check(*args))
     batch = random_batch(1)
     multibox_loss(*batch)
-    multibox_loss(*batch, check_labels=False)
+    multibox_loss(*batch, check_inputs=False)
     assert checked == [5]  # only the first call: C = 5
 
 
@@ -211,5 +211,17 @@ def test_no_label_check_on_cuda_unless_asked(monkeypatch):
     batch = [t.cuda() for t in random_batch(1)]
     multibox_loss(*batch)
     assert checked == []
-    multibox_loss(*batch, check_labels=True)
+    multibox_loss(*batch, check_inputs=True)
     assert checked == [5]
+
+
+@pytest.mark.parametrize("name", ["loc_preds", "cls_logits", "loc_targets"])
+def test_non_finite_predictions_or_targets_are_named(name):
+    B, A, C = 2, 6, 3
+    tensors = {"loc_preds": torch.zeros(B, A, 4), "cls_logits": torch.zeros(B, A, C),
+               "loc_targets": torch.zeros(B, A, 4)}
+    tensors[name][1, 2, 0] = float("nan")
+    cls_targets = torch.zeros(B, A, dtype=torch.long)
+    cls_targets[0, 0] = 1
+    with pytest.raises(ValueError, match=rf"{name} must be finite, got 1 NaN or inf values"):
+        multibox_loss(tensors["loc_preds"], tensors["cls_logits"], tensors["loc_targets"], cls_targets, 3)

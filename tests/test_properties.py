@@ -235,7 +235,6 @@ def loss_inputs(draw, special: bool = False):
     return loc_preds, cls_logits, loc_targets, cls_targets, ratio
 
 
-NAN_IN_LOSS = "issue 16: multibox_loss does not check loc_preds / cls_logits / loc_targets for NaN / inf yet"
 
 
 def _loss_property(inputs):
@@ -255,7 +254,6 @@ def test_multibox_loss(inputs):
     _loss_property(inputs)
 
 
-@pytest.mark.xfail(strict=True, reason=NAN_IN_LOSS)
 @SETTINGS
 @given(inputs=loss_inputs(special=True))
 def test_multibox_loss_non_finite_inputs(inputs):
@@ -291,8 +289,6 @@ def test_decode_detections(outputs, score, nms):
         assert finite(d["boxes"], d["scores"]) and (n == 0 or int(d["labels"].min()) >= 1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: decode_detections' NaN / inf checks of loc_preds and cls_logits "
-                                       "belong to the decode_detections rewrite")  # fmt: skip
 @SETTINGS
 @given(outputs=head_outputs(special=True))
 def test_decode_detections_non_finite_inputs(outputs):
