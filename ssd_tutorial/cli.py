@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace the run already in --out instead of refusing")
     t.add_argument("--seed", type=_count, default=0, help="seed of the weights, data order and shapes data (default 0)")
     t.add_argument("--pretrained-backbone", action="store_true",
-                   help="start the backbone from torchvision's ImageNet weights in the local torch hub cache "
-                        "(VGG16 / ResNet-50; nothing is downloaded)")  # fmt: skip
+                   help="start the backbone from torchvision's ImageNet weights (VGG16 / ResNet-50): the torch hub "
+                        "cache when they are there, else downloaded with torchvision's hash check")  # fmt: skip
     t.add_argument("--workers", type=_count, default=0, help="DataLoader worker processes (default 0)")
     t.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
     t.add_argument("--clearml", metavar="PROJECT", help="report to this ClearML project (pip install clearml)")

@@ -263,8 +263,9 @@ def _check_target_values(targets: list[dict[str, Tensor]], num_classes: int, *,
 def build_ssd(cfg: SSDConfig, pretrained_backbone: bool = False) -> SSD:
     """An SSD for ``cfg`` with its backbone (``cfg.backbone``), optionally with ImageNet weights.
 
-    ``pretrained_backbone=True`` reads torchvision's weights from the local torch hub cache only
-    (see ``backbones.pretrained_weights_path``); nothing is downloaded.
+    ``pretrained_backbone=True`` loads torchvision's ImageNet weights through its weights API: from the torch hub
+    cache when the file is there (``backbones.pretrained_weights_path``), else downloaded with torchvision's hash
+    check; offline, a one-line error names the URL and the cache path.
 
     Introduced in: 03_heads.ipynb
     """

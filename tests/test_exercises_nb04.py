@@ -10,6 +10,7 @@ import torch
 
 from ssd_tutorial import exercises
 from ssd_tutorial.boxes import decode_boxes, encode_boxes, xyxy_to_cxcywh
+from ssd_tutorial.config import SSD512_VOC
 
 RIGHT = [1.25, -0.625, math.log(1.5) / 0.2, 0.0]  # box (44, 52, 48, 64) against anchor (40, 56, 32, 64)
 
@@ -28,7 +29,8 @@ def test_exercises_are_registered_with_hint_and_solution():
 def test_encode_box_hand_worked_value_is_the_package_value():
     box = xyxy_to_cxcywh(torch.tensor([20.0, 20.0, 68.0, 84.0]))
     assert box.tolist() == [44.0, 52.0, 48.0, 64.0]
-    torch.testing.assert_close(encode_boxes(box, torch.tensor([40.0, 56.0, 32.0, 64.0])), torch.tensor(RIGHT))
+    deltas = encode_boxes(box, torch.tensor([40.0, 56.0, 32.0, 64.0]), SSD512_VOC.variances)
+    torch.testing.assert_close(deltas, torch.tensor(RIGHT))
 
 
 @pytest.mark.parametrize("answer", [RIGHT, tuple(RIGHT), torch.tensor(RIGHT), np.array(RIGHT),

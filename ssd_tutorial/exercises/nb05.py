@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..config import SSD512_VOC
 from . import _as_number, compare_number, compare_sequence, register
 
 NEG_POS_RATIO = 3  # SSD paper, section 2.2 "Hard negative mining"
@@ -19,7 +20,7 @@ SMOOTH_L1_TARGET = (0.0, 0.0, 1.0, 0.0)
 
 ENCODE_GT_XYXY = (30.0, 40.0, 70.0, 100.0)
 ENCODE_ANCHOR_CXCYWH = (48.0, 64.0, 32.0, 32.0)
-ENCODE_VARIANCES = (0.1, 0.2)
+ENCODE_VARIANCES = SSD512_VOC.variances  # (0.1, 0.2), as in the paper's reference code
 
 
 def negatives_kept(num_pos: int, num_anchors: int, neg_pos_ratio: int = NEG_POS_RATIO) -> int:
