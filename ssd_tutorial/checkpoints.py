@@ -5,6 +5,9 @@ A checkpoint is a plain dict: ``model`` (state_dict), ``optimizer``, ``scheduler
 random states as tensors and plain numbers), ``metrics`` and ``extra``. Everything in it is tensors and plain
 data, so ``torch.load(..., weights_only=True)`` can read it without running any pickled code.
 
+Longer than ~300 lines because it also guards the run folder (``prepare_out_dir``, ``check_run_folder``,
+``run_lock``): the code that makes sure no run overwrites another sits next to the code that writes the files.
+
 Introduced in: 06_training.ipynb
 """
 

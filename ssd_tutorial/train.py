@@ -6,6 +6,9 @@ its target mAP in fewer iterations (``TRAIN_RECIPES``, benchmarks/RESULTS.md). C
 ``checkpoints.py``; argument checks, optimizer, lr schedule, AMP choice and Ctrl-C handling in
 ``train_support.py``; both are re-exported here.
 
+Longer than the ~300 lines of the other modules because ``fit``'s docstring documents every argument and the
+safety it promises (resume, interruption, DDP); the loop itself is ``fit`` → ``_train_one_epoch`` → ``_train_step``.
+
 Introduced in: 06_training.ipynb
 """
 
