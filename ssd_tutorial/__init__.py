@@ -27,7 +27,7 @@ _EXPORTS = {
 _NAME_TO_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
 _SUBMODULES = {"config", "anchors", "boxes", "matching", "backbones", "model", "loss", "postprocess", "data",
                "train", "evaluate", "viz", "widgets", "exercises", "cli", "analysis", "checkpoints",
-               "distributed", "monitoring"}
+               "distributed", "monitoring", "fast", "drawing", "train_support"}
 
 __all__ = sorted(_NAME_TO_MODULE) + ["__version__"]
 
