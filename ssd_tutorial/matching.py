@@ -79,6 +79,20 @@ def _match_batch(iou: Tensor, iou_threshold: float) -> Tensor:
     return matches
 
 
+def checked_match_inputs(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """``match_anchors``' arguments checked (ValueError / TypeError naming the argument), as (gt, anchors) in one
+    floating dtype on the anchors' device. Shared with ``fast.match_anchors``."""
+    _check_box_tensor(gt_boxes_xyxy, "gt_boxes_xyxy")
+    _check_box_tensor(anchors_xyxy, "anchors_xyxy", rows="A")
+    _check_threshold(iou_threshold)
+    dtype = _work_dtype(anchors_xyxy.dtype)
+    anchors = anchors_xyxy.to(dtype)
+    gt = gt_boxes_xyxy.to(device=anchors.device, dtype=dtype)
+    _check_box_values(gt, lambda m: f"gt_boxes_xyxy[{m}]")
+    _check_box_values(anchors, lambda a: f"anchors_xyxy[{a}]")
+    return gt, anchors
+
+
 def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float = 0.5) -> Tensor:
     """Match one image's ground-truth boxes to anchors with the article's two-step rule (module docstring).
 
@@ -92,14 +106,7 @@ def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: fl
     Returns:
         Tensor[A] long on the anchors' device: index of the matched box, -1 for background.
     """
-    _check_box_tensor(gt_boxes_xyxy, "gt_boxes_xyxy")
-    _check_box_tensor(anchors_xyxy, "anchors_xyxy", rows="A")
-    _check_threshold(iou_threshold)
-    dtype = _work_dtype(anchors_xyxy.dtype)
-    anchors = anchors_xyxy.to(dtype)
-    gt = gt_boxes_xyxy.to(device=anchors.device, dtype=dtype)
-    _check_box_values(gt, lambda m: f"gt_boxes_xyxy[{m}]")
-    _check_box_values(anchors, lambda a: f"anchors_xyxy[{a}]")
+    gt, anchors = checked_match_inputs(gt_boxes_xyxy, anchors_xyxy, iou_threshold)
     iou = box_iou(gt, anchors).unsqueeze(0)  # [1, M, A]
     return _match_batch(iou, iou_threshold).squeeze(0)  # [A]
 

@@ -22,12 +22,9 @@ from ..boxes import cxcywh_to_xyxy
 from ..config import SSDConfig
 from ..matching import (
     MIN_IOU,
-    _check_box_tensor,
-    _check_box_values,
-    _check_threshold,
     _encode_matches,
     _padded_targets,
-    _work_dtype,
+    checked_match_inputs,
 )
 
 __all__ = ["match_anchors", "encode_targets"]
@@ -232,14 +229,7 @@ def _match_batch(boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float)
 
 def match_anchors(gt_boxes_xyxy: Tensor, anchors_xyxy: Tensor, iou_threshold: float = 0.5) -> Tensor:
     """Same as :func:`ssd_tutorial.matching.match_anchors` (same arguments, same result), faster."""
-    _check_box_tensor(gt_boxes_xyxy, "gt_boxes_xyxy")
-    _check_box_tensor(anchors_xyxy, "anchors_xyxy", rows="A")
-    _check_threshold(iou_threshold)
-    dtype = _work_dtype(anchors_xyxy.dtype)
-    anchors = anchors_xyxy.to(dtype)
-    gt = gt_boxes_xyxy.to(device=anchors.device, dtype=dtype)
-    _check_box_values(gt, lambda m: f"gt_boxes_xyxy[{m}]")
-    _check_box_values(anchors, lambda a: f"anchors_xyxy[{a}]")
+    gt, anchors = checked_match_inputs(gt_boxes_xyxy, anchors_xyxy, iou_threshold)
     return _match_batch(gt.unsqueeze(0), anchors, iou_threshold).squeeze(0)  # [A]
 
 
