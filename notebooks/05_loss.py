@@ -176,7 +176,7 @@ print(f"positives: {int((matches >= 0).sum())} of {cfg.num_anchors} anchors "
 # right the anchors of step 2. The 13-pixel square has no anchor at IoU ≥ 0.5, so without step 1 this box would
 # never be a positive: no anchor would be asked to find it. That does not mean small objects teach nothing:
 # whether a small box reaches IoU 0.5 depends on where it sits relative to the anchor grid, and the scan below
-# counts how many small boxes of the shapes data do (notebook 08 measures it over all box sizes).
+# counts how many small boxes of the shapes data do (notebook 08 measures it for every box size).
 
 # %%
 fig = Figure(figsize=(10, 5), layout="constrained")
