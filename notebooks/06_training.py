@@ -484,8 +484,8 @@ for m, (box, label) in enumerate(zip(target2["boxes"].tolist(), target2["labels"
 # Both are large (about 65 pixels), well inside the anchors' range, and yet: the triangle, painted on top, gets a
 # triangle score of only 0.042, and the square, whose lower-right corner the triangle hides, stops at 0.445, just
 # below the threshold; both boxes also draw "circle" guesses. A likely reason, which this notebook does not prove:
-# overlapping shapes are rare in the generated data, and a square with a corner cut off no longer looks like a
-# square. (The numbers above are those of this run; a rerun with other thread counts can move them a little.)
+# a square with a corner hidden no longer looks like the whole squares the model learnt, and the triangle's
+# surroundings are the square's edges. (The numbers above are those of this run; a rerun with other thread counts can move them a little.)
 # Notebook 07 counts misses and false alarms over all held-out images, looks at
 # the worst misses, and shows how the threshold trades one for the other.
 #
