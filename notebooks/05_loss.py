@@ -22,7 +22,10 @@
 # The network of notebook 04 predicts, for every anchor, 4 box offsets and C class scores. To train it we
 # must say, for every anchor, what it *should* have predicted: which object it is responsible for (if any),
 # and by how much its box must move and stretch to cover that object. This notebook builds those targets
-# and the loss that compares them with the predictions, the way the SSD paper and the article do.
+# and the loss that compares them with the predictions, the way the SSD paper
+# ([Liu et al. 2016, arXiv 1512.02325](https://arxiv.org/abs/1512.02325)) and the article
+# ("The Hero Rises: Build Your Own SSD", Allegro AI blog, 2020) do, next to torchvision's
+# [SSD](https://pytorch.org/vision/stable/models/ssd.html).
 #
 # **After this notebook you will be able to**
 # - match ground-truth boxes to anchors with the two-step rule (greedy bipartite step, then IoU ≥ 0.5) by
@@ -35,9 +38,11 @@
 # %% [markdown]
 # ## Parameters
 #
-# `CHECKPOINT` is the trained model used to look at real per-anchor losses (`"tiny_shapes"` is the one shipped
-# with the package, trained by notebook 06's recipe; a path to any checkpoint `fit` wrote works too). The
-# demo image is item `IMAGE_INDEX` of `ShapesDataset(seed=IMAGE_SEED)`. `NUM_SCAN_IMAGES` images are
+# `CHECKPOINT` is the trained model used to look at real per-anchor losses. `"tiny_shapes"` is the one shipped
+# with the package: `TINY_SHAPES` trained by `make checkpoint` (`python -m ssd_tutorial train --preset tiny_shapes
+# --seed 0 --epochs 12 --num-train 6400`: 12 epochs on 6 400 generated shapes images, the best of them kept). That
+# is a longer run than notebook 06's recipe (8 epochs on 3 200 images), so it is **not** the model notebook 06
+# trains. A path to any checkpoint `fit` wrote works too. The demo image is item `IMAGE_INDEX` of `ShapesDataset(seed=IMAGE_SEED)`. `NUM_SCAN_IMAGES` images are
 # matched with both rules to count how often they disagree.
 
 # %% tags=["colab"]
@@ -70,9 +75,13 @@ import math
 
 import torch
 import torch.nn.functional as F
+from matplotlib.cbook import get_sample_data
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
 from torchvision.models.detection._utils import SSDMatcher
 from torchvision.ops import box_iou
+from torchvision.transforms.functional import pil_to_tensor
 
 import ssd_tutorial as ssd
 from ssd_tutorial import exercises, viz
@@ -164,8 +173,10 @@ print(f"positives: {int((matches >= 0).sum())} of {cfg.num_anchors} anchors "
 
 # %% [markdown]
 # Our two steps agree with the package. Drawn: on the left the one anchor each box gets from step 1, on the
-# right the anchors of step 2. The 13-pixel square has no anchor at IoU ≥ 0.5, so without step 1 it would
-# never be trained: the network would learn nothing about objects that small.
+# right the anchors of step 2. The 13-pixel square has no anchor at IoU ≥ 0.5, so without step 1 this box would
+# never be a positive: no anchor would be asked to find it. That does not mean small objects teach nothing:
+# whether a small box reaches IoU 0.5 depends on where it sits relative to the anchor grid, and the scan below
+# counts how many small boxes of the shapes data do (notebook 08 measures it for every box size).
 
 # %%
 fig = Figure(figsize=(10, 5), layout="constrained")
@@ -203,6 +214,77 @@ for threshold in (0.3, 0.5):
 matching_view(image, gt_boxes, anchors_cxcywh, 0.3, labels=gt_labels, class_names=cfg.class_names)[0]
 
 # %% [markdown]
+# ### Exercise: match by hand
+#
+# Put the two steps together in a function `match(iou, threshold)` that works on **any** IoU matrix `[M, A]` and
+# returns a `Tensor[A]` of box indices (−1 for background), exactly as `ssd_tutorial.match_anchors` does. The
+# checker tries it on small hand-made cases (two boxes that want the same anchor, a box that overlaps no anchor,
+# an IoU exactly at the threshold, an image without boxes) and on shapes images at thresholds 0.3, 0.5 and 0.7,
+# and compares with `match_anchors`.
+
+# %% tags=["nbval-check-output"]
+def match(iou, threshold):
+    ### BEGIN SOLUTION
+    num_boxes, num_anchors = iou.shape
+    result = torch.full((num_anchors,), -1)
+    if num_boxes == 0:  # an image without objects: everything is background
+        return result
+    best_iou, best_box = iou.max(dim=0)  # [A] each
+    result[best_iou >= threshold] = best_box[best_iou >= threshold]  # step 2
+    left = iou.clone()
+    for _ in range(num_boxes):  # step 1 last, so that it wins
+        if left.max() < 1e-6:
+            break
+        m, a = divmod(int(left.argmax()), num_anchors)
+        result[a] = m
+        left[m, :], left[:, a] = -1.0, -1.0
+    return result
+    ### END SOLUTION
+
+
+exercises.check("05_match", match);
+
+# %% [markdown]
+# ## A real photograph, matched to SSD300's anchors
+#
+# Shapes are easy to label; real photographs are what SSD is for. matplotlib ships a portrait of Grace Hopper
+# (`grace_hopper.jpg`, 512 × 600 pixels). SSD300 squashes every image to 300 × 300 (the paper resizes without
+# keeping the aspect ratio), so we do the same and label two boxes **by hand**, in pixels of the 300 × 300 image:
+# her face, xyxy (95, 82, 215, 200), and the ribbon bar on her uniform, xyxy (205, 248, 262, 273). These are our
+# own rough labels, not from any dataset. Then the package matches them to the 8 732 anchors of `SSD300_VOC`:
+
+# %% tags=["nbval-check-output"]
+photo = Image.open(get_sample_data("grace_hopper.jpg")).convert("RGB")
+print("photo size (w, h):", photo.size)
+photo = pil_to_tensor(photo.resize((300, 300))).float() / 255  # [3, 300, 300] in [0, 1]
+photo_boxes = torch.tensor([[95.0, 82.0, 215.0, 200.0], [205.0, 248.0, 262.0, 273.0]])  # hand-labelled, xyxy px
+photo_names = ("__background__", "face", "ribbons")
+cfg300 = ssd.SSD300_VOC
+anchors300 = ssd.cxcywh_to_xyxy(ssd.default_boxes(cfg300))  # [8732, 4]
+photo_matches = ssd.match_anchors(photo_boxes, anchors300, IOU_THRESHOLD)  # [8732]
+photo_iou = box_iou(photo_boxes, anchors300)  # [2, 8732]
+for m, name in enumerate(photo_names[1:]):
+    mine = (photo_matches == m).nonzero().flatten()
+    shapes = ssd.xyxy_to_cxcywh(anchors300[mine])[:, 2:]  # [n, 2] anchor w, h
+    print(f"{name} ({photo_boxes[m, 2] - photo_boxes[m, 0]:.0f} x {photo_boxes[m, 3] - photo_boxes[m, 1]:.0f} px): "
+          f"best IoU {photo_iou[m].max():.3f}, {len(mine)} positive anchors, their w/h: "
+          f"{sorted(round(w / h, 2) for w, h in shapes.tolist())}")
+
+# %%
+fig = Figure(figsize=(5.5, 5.5), layout="constrained")
+ax = fig.add_subplot()
+viz.draw_matches(ax, photo, photo_boxes, anchors300, photo_matches, labels=[1, 2], class_names=photo_names)
+ax.set_title("hand-labelled boxes (thick) and their SSD300 positives (dashed)")
+fig
+
+# %% [markdown]
+# Both boxes get positives from step 2 (the counts and the anchors' width / height ratios are printed above): the
+# face, about square, mostly from square anchors; the flat ribbon bar (57 × 25 pixels) from a few flat anchors of
+# aspect ratio 2. Nothing here depends on what the picture shows: matching only sees box coordinates. Whether a detector *finds* such objects is another matter:
+# the model shipped with this package has only ever seen circles, squares and triangles (notebook 07 shows what it
+# does with this photograph, and what SSD reaches on its real task, PASCAL VOC).
+
+# %% [markdown]
 # ## The article's rule next to torchvision's `SSDMatcher`
 #
 # torchvision's SSD matches with `torchvision.models.detection._utils.SSDMatcher`. Its step 2 is the same
@@ -228,9 +310,15 @@ for i in range(len(scan)):
     if len(boxes) and not torch.equal(ssd.match_anchors(boxes, anchors_xyxy), torchvision_matches(boxes)):
         differ.append(i)
 print(f"the two rules differ on {len(differ)} of {len(scan)} images: {differ}")
+scan_boxes = torch.cat([scan[i][1]["boxes"] for i in range(len(scan))])  # [N, 4]
+small = (scan_boxes[:, 2:] - scan_boxes[:, :2]).amax(dim=1) <= 15  # boxes at most 15 px on their longer side
+reach = box_iou(scan_boxes[small], anchors_xyxy).amax(dim=1) >= IOU_THRESHOLD  # [small], an anchor at IoU >= 0.5
+print(f"boxes of at most 15 px: {int(small.sum())}; {int(reach.sum())} of them ({reach.float().mean():.0%}) "
+      f"have an anchor at IoU >= {IOU_THRESHOLD}, the others get a positive only from step 1")
 
 # %% [markdown]
-# Rarely, on these well-separated shapes. Here is that image (`seed=2`, item 166): two large circles whose best
+# Rarely, on these well-separated shapes (and step 1 is what keeps the small boxes without a good anchor in
+# the training: see the second line). Here is that image (`seed=2`, item 166): two large circles whose best
 # anchor is the same 1×1-map box, anchor 1523.
 
 # %% tags=["nbval-check-output"]
@@ -248,18 +336,22 @@ print("torchvision with the boxes listed in the other order gives anchor 1523 to
       f"box {1 - int(reversed_theirs[1523])} of the original order")
 
 # %%
-shared = torch.zeros_like(ours, dtype=torch.bool)
-shared[1523] = True  # drawn solid; the other positives dashed
 fig = Figure(figsize=(10, 5), layout="constrained")
-left, right = fig.subplots(1, 2)
-viz.draw_matches(left, diff_image, diff_boxes, anchors_xyxy, ours, highlight=shared)
-left.set_title(f"article / ssd_tutorial: anchor 1523 -> box {int(ours[1523])}\n(greedy step)")
-viz.draw_matches(right, diff_image, diff_boxes, anchors_xyxy, theirs, highlight=shared)
-right.set_title(f"torchvision SSDMatcher: anchor 1523 -> box {int(theirs[1523])}\n(the box listed last wins)")
+for ax, matched, title in zip(fig.subplots(1, 2), (ours, theirs), ("article / ssd_tutorial (greedy step)",
+                                                                    "torchvision SSDMatcher (the box listed last wins)")):
+    others = matched.clone()
+    others[1523] = -1  # anchor 1523 is drawn on its own below, in black
+    viz.draw_matches(ax, diff_image, diff_boxes, anchors_xyxy, others)  # boxes thick, their other anchors dashed
+    x1, y1, x2, y2 = anchors_xyxy[1523].tolist()
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="black", linewidth=2, linestyle=":"))
+    ax.text(x2 - 1, y2 - 2, f"anchor 1523 -> box {int(matched[1523])}", color="white", fontsize=8, ha="right",
+            bbox={"facecolor": "black", "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+    ax.set_title(title)
 fig
 
 # %% [markdown]
-# Anchor 1523 overlaps box 0 better (0.536) than box 1 (0.479). The greedy step gives it to box 0 and
+# Anchor 1523 (black, dotted; the coloured boxes are the ground truth and, dashed, the other anchors each box
+# got) overlaps box 0 better (0.536) than box 1 (0.479). The greedy step gives it to box 0 and
 # sends box 1 to its next best anchor (1445). torchvision gives it to box 1 only because box 1 comes later in
 # the annotation list, so the result depends on the **order of the boxes in the file**. Box 1 still has an
 # anchor here, but in a crowd of small objects (a flock of birds, a row of bottles) the losing box can end
@@ -316,7 +408,7 @@ assert int(cls_targets[0, a]) == int(gt_labels[1])
 gx, gy, gw, gh = (30 + 70) / 2, (40 + 100) / 2, 70 - 30, 100 - 40
 deltas = ((gx - 48) / (32 * 0.1), (gy - 64) / (32 * 0.1), math.log(gw / 32) / 0.2, math.log(gh / 32) / 0.2)
 ### END SOLUTION
-exercises.check("05_encode_box", deltas)
+exercises.check("05_encode_box", deltas);
 
 # %% [markdown]
 # ## The classification loss and the flood of background
@@ -419,7 +511,7 @@ def negatives_kept(P, A):
     ### END SOLUTION
 
 
-exercises.check("05_negatives_kept", negatives_kept)
+exercises.check("05_negatives_kept", negatives_kept);
 
 # %% [markdown]
 # ## Smooth-L1 for the boxes
@@ -458,7 +550,7 @@ fig
 ### BEGIN SOLUTION
 loss = 0.5 * 0.2**2 + (1.5 - 0.5) + (2.0 - 0.5) + 0.5 * 0.5**2
 ### END SOLUTION
-exercises.check("05_smooth_l1", loss)
+exercises.check("05_smooth_l1", loss);
 
 # %% [markdown]
 # ## The whole MultiBox loss, by hand
@@ -481,11 +573,20 @@ print("by hand and multibox_loss agree")
 # %% [markdown]
 # ## The NaN trap: an image without objects
 #
-# About one generated image in ten has no object, like real photographs of empty streets. Such an image has
-# P = 0. The article's loss divides both terms by the number of positives, **P itself**, so a batch without
-# objects gives 0 / 0 for the boxes and (the CE of its mined negatives) / 0 for the classes. Its data loader
-# dodges this by dropping every image without annotations; we keep them (they teach "background") and divide
-# by max(P, 1) instead. Here is an empty image, and the article's loss written out:
+# Some generated images have no object, like real photographs of empty streets (notebook 06 counts 15 in its
+# first 200 training images). A batch made only of such images has P = 0 positives, and there are three rules
+# for what the loss is then:
+#
+# 1. **The SSD paper** (eq. 1): L = (L_conf + α L_loc) / N with N the matched default boxes, and "if N = 0, we set
+#    the loss to 0". No NaN, but such a batch teaches nothing: no gradient at all.
+# 2. **The article** divides both terms by **P itself**: 0 / 0 for the boxes and (the CE of its mined negatives)
+#    / 0 for the classes, NaN and inf. Its data loader never meets this, because it drops every image without
+#    annotations.
+# 3. **This package** (`multibox_loss`) keeps empty images (they teach "background"): every image keeps
+#    `neg_pos_ratio` × max(P_image, 1) hardest negatives, so an empty image keeps 3, and both terms are divided
+#    by max(P, 1).
+#
+# Here is an empty image and the three rules written out:
 
 # %% tags=["nbval-check-output"]
 empty_image, empty_target = ShapesDataset(11, image_size=cfg.image_size, seed=0)[10]
@@ -502,13 +603,22 @@ def article_loss(loc_preds, cls_logits, loc_targets, cls_targets, neg_pos_ratio=
     return {"loss_loc": loss_loc / num_pos, "loss_cls": ce[kept].sum() / num_pos}
 
 
+def paper_loss(loc_preds, cls_logits, loc_targets, cls_targets, neg_pos_ratio=3):
+    if int((cls_targets > 0).sum()) == 0:  # SSD paper, eq. 1: "if N = 0, we set the loss to 0"
+        zero = (loc_preds.sum() + cls_logits.sum()).abs() * 0.0  # 0, still attached to the graph
+        return {"loss_loc": zero, "loss_cls": zero}
+    return article_loss(loc_preds, cls_logits, loc_targets, cls_targets, neg_pos_ratio)
+
+
 trainable = ssd.load_pretrained(CHECKPOINT).train()
 empty_loc_p, empty_cls_p = trainable.forward_heads(empty_image[None])
+papers = paper_loss(empty_loc_p, empty_cls_p, empty_loc_t, empty_cls_t)
 theirs = article_loss(empty_loc_p, empty_cls_p, empty_loc_t, empty_cls_t)
 ours = ssd.multibox_loss(empty_loc_p, empty_cls_p, empty_loc_t, empty_cls_t)
+print(f"paper:   loss_loc = {papers['loss_loc'].item()}, loss_cls = {papers['loss_cls'].item()}")
 print(f"article: loss_loc = {theirs['loss_loc'].item()}, loss_cls = {theirs['loss_cls'].item()}")
 print(f"ours:    loss_loc = {ours['loss_loc'].item():.1f}, "
-      f"loss_cls finite: {bool(torch.isfinite(ours['loss_cls']))}")
+      f"loss_cls finite and > 0: {bool(torch.isfinite(ours['loss_cls']) and ours['loss_cls'] > 0)}")
 assert all(torch.isfinite(v) for v in ours.values())
 
 # %% [markdown]
@@ -537,21 +647,39 @@ print(f"parameters with a NaN or inf gradient after our loss: {poisoned} of {tot
 # %% [markdown]
 # Ours stays finite: the empty image keeps its 3 hardest negatives (as if P were 1), so it still pushes the
 # network towards "background" where it sees objects that are not there, and dividing by max(P, 1) = 1 is
-# safe. With one image in ten empty, as here, an all-empty batch of 32 practically never happens, but at the
-# article's batch size of 4 it comes once every 10 000 batches or so: a long run would meet it.
+# safe. The paper's rule is safe too, but gives this batch no gradient at all.
+#
+# Two setups, kept apart: the **article's own pipeline** never meets the NaN, since its loader drops empty images.
+# The trap is for whoever combines its divide-by-P loss with a loader that **keeps** empty images, as ours does.
+# How often would a batch be all empty then? With the fraction of empty images of the shapes data:
+
+# %% tags=["nbval-check-output"]
+empty_share = sum(len(t["boxes"]) == 0 for _, t in ShapesDataset(1000, image_size=cfg.image_size, seed=0)) / 1000
+print(f"empty images in the first 1000 training images: {empty_share:.1%}")
+for batch_size in (4, 32):
+    print(f"batch of {batch_size:>2}: all empty with probability {empty_share ** batch_size:.1e}")
+
+# %% [markdown]
+# At batch 32 practically never; at the article's batch size of 4 about once in ten thousand batches, so a run of
+# tens of thousands of iterations would meet it, and once is enough.
 #
 # ## Recap
 #
-# - **Matching** (`match_anchors`): a greedy bipartite step gives every box its own best anchor, the
-#   best-overlapping pairs first; then every other anchor with IoU ≥ 0.5 takes its best box. Everything
-#   else is background.
+# - **Matching** (`match_anchors`, SSD paper Sec. 2.2 "Matching strategy"): a greedy bipartite step gives every box
+#   its own best anchor, the best-overlapping pairs first; then every other anchor with IoU ≥ 0.5 takes its best
+#   box. Everything else is background.
 # - torchvision's `SSDMatcher` takes each box's best anchor independently; when two boxes share it, the box
 #   listed last wins and the other may end with no positive at all.
 # - **Targets** (`encode_targets`): positives learn the box relative to their anchor,
 #   ((gx−ax)/(0.1·aw), (gy−ay)/(0.1·ah), log(gw/aw)/0.2, log(gh/ah)/0.2), and their box's class.
 # - **Loss** (`multibox_loss`): smooth-L1 on positives, cross-entropy on positives plus the 3·P hardest
 #   negatives per image, both over max(P, 1). Without mining, background is 99 % of the loss.
-# - An image without objects keeps 3 negatives and the loss stays finite; the article's P = 0 gives NaN.
+# - P = 0: the paper sets the loss to 0 (no gradient), the article's divide-by-P gives NaN (its loader drops empty
+#   images), the package keeps 3 negatives per empty image and divides by max(P, 1): finite, and still teaching.
+# - Matching works the same on a real photograph: it only sees boxes.
+#
+# What SSD reaches on its real task (SSD300 and SSD512 on PASCAL VOC, the paper's Table 1) is in notebook 07's
+# paragraph on real photographs.
 #
 # **Next:** [06_training.ipynb](06_training.ipynb) puts the model, the data and this loss into a training
 # loop and trains `TINY_SHAPES` from scratch.

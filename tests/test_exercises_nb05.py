@@ -42,9 +42,9 @@ def test_negatives_kept_right(capsys):
 @pytest.mark.parametrize(
     "answer, needles",
     [
-        (lambda P, A: 3 * P, ["negatives_kept(0, 1524) should be 3, got 0", "empty images"]),
-        (lambda P, A: 3 * max(P, 1), ["negatives_kept(400, 1524) should be 1124, got 1200", "only A - P = 1124"]),
-        (lambda P, A: 3 * max(P, 1) + 1, ["negatives_kept(0, 1524) should be 3, got 4"]),
+        (lambda P, A: 3 * P, ["negatives_kept(0, 1524) (0) is too small", "empty images"]),
+        (lambda P, A: 3 * max(P, 1), ["negatives_kept(400, 1524) (1200) is too large", "at most A - P"]),
+        (lambda P, A: 3 * max(P, 1) + 1, ["negatives_kept(0, 1524) (4) is off by one (too large)"]),
         (lambda P: 3, ["raised TypeError"]),
         (15, ["should be a function"]),
     ],
@@ -54,6 +54,7 @@ def test_negatives_kept_wrong(answer, needles, capsys):
     out = capsys.readouterr().out
     for needle in needles:
         assert needle in out, out
+    assert "1124" not in out and "should be 3" not in out  # the expected value is only in solution()
 
 
 def test_smooth_l1_hand_value_and_torch():
@@ -74,13 +75,15 @@ def test_smooth_l1_right(answer, capsys):
         (0.5 * (0.2**2 + 1.5**2 + 2.0**2 + 0.5**2), "(L2)"),
         (0.2 + 1.5 + 2.0 + 0.5, "plain L1"),
         (0.02 + 1.0 + 2.5 + 0.125, "subtract the target"),
-        (2.6, "should be 2.645, got 2.6"),
+        (2.6, "the smooth-L1 loss (2.6) is too small"),
         ("2.645", "should be a number"),
     ],
 )
 def test_smooth_l1_wrong(answer, needle, capsys):
     assert exercises.check("05_smooth_l1", answer) is False
-    assert needle in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert needle in out and "2.645" not in out.replace(repr(answer), "")
+    assert "exercises.hint('05_smooth_l1')" in out
 
 
 def test_encode_box_equals_package():
@@ -107,6 +110,146 @@ def test_encode_box_wrong_messages(capsys):
     wrong[3] = 3.0
     assert exercises.check("05_encode_box", wrong) is False
     out = capsys.readouterr().out
-    assert "element [3]" in out and "3.14" in out
+    assert "element [3] (3) is too small" in out and "3.14" not in out
     assert exercises.check("05_encode_box", right[:3]) is False
     assert "should have 4 values" in capsys.readouterr().out
+
+
+# ---- 05_match --------------------------------------------------------------------------------------------------
+
+
+def _match_loop(iou, threshold):
+    """A right answer written differently from the solution: step 1 first, then step 2 fills the free anchors."""
+    num_boxes, num_anchors = iou.shape
+    step1 = {}
+    left = iou.clone()
+    while len(step1) < num_boxes:
+        value, flat = left.flatten().max(dim=0)
+        if value < 1e-6:
+            break
+        m, a = int(flat) // num_anchors, int(flat) % num_anchors
+        step1[a] = m
+        left[m], left[:, a] = -1, -1
+    out = []
+    for a in range(num_anchors):
+        if a in step1:
+            out.append(step1[a])
+        elif num_boxes and float(iou[:, a].max()) >= threshold:
+            out.append(int(iou[:, a].argmax()))
+        else:
+            out.append(-1)
+    return out  # a plain list is accepted too
+
+
+def _step2_only(iou, threshold):
+    out = torch.full((iou.shape[1],), -1)
+    if len(iou):
+        best, box = iou.max(dim=0)
+        out[best >= threshold] = box[best >= threshold]
+    return out
+
+
+def _torchvision_like(iou, threshold):
+    out = _step2_only(iou, threshold)
+    if len(iou):
+        out[iou.argmax(dim=1)] = torch.arange(len(iou))  # independent best anchors: the box written last wins
+    return out
+
+
+def _step2_wins(iou, threshold):
+    out = nb05.match_from_iou(iou, 2.0)  # greedy step only
+    if len(iou):
+        best, box = iou.max(dim=0)
+        out[best >= threshold] = box[best >= threshold]  # written after step 1: overwrites it
+    return out
+
+
+def _strict(iou, threshold):
+    out = nb05.match_from_iou(iou, 2.0)
+    if len(iou):
+        best, box = iou.max(dim=0)
+        keep = (best > threshold) & (out < 0)
+        out[keep] = box[keep]
+    return out
+
+
+def _forced(iou, threshold):
+    out = _step2_only(iou, threshold)
+    left = iou.clone()
+    for _ in range(len(iou)):  # never stops: a box that overlaps nothing still takes an anchor
+        m, a = divmod(int(left.argmax()), iou.shape[1])
+        out[a] = m
+        left[m], left[:, a] = -1, -1
+    return out
+
+
+def _no_empty(iou, threshold):
+    iou.max(dim=0)  # fails on [0, A]
+    return nb05.match_from_iou(iou, threshold)
+
+
+def test_match_reference_equals_match_anchors_on_random_images():
+    from torchvision.ops import box_iou
+
+    from ssd_tutorial import cxcywh_to_xyxy, default_boxes, match_anchors
+    from ssd_tutorial.config import TINY_SHAPES
+
+    anchors = cxcywh_to_xyxy(default_boxes(TINY_SHAPES))
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        m = trial % 6  # 0 ... 5 boxes, M = 0 included
+        corner = torch.rand(m, 2, generator=generator) * 100
+        size = 4 + torch.rand(m, 2, generator=generator) * 60
+        boxes = torch.cat([corner, corner + size], dim=1)
+        if trial % 5 == 4 and m >= 2:
+            boxes[1] = boxes[0] + 1.0  # two nearly equal boxes: they want the same anchor
+        for threshold in (0.3, 0.5, 0.7):
+            want = match_anchors(boxes, anchors, threshold)
+            assert torch.equal(nb05.match_from_iou(box_iou(boxes, anchors), threshold), want)
+
+
+def test_match_cases_cover_the_features():
+    from torchvision.ops import box_iou
+
+    from ssd_tutorial import match_anchors
+
+    names = [case[0] for case in nb05._match_cases()]
+    assert any("M = 0" in n for n in names) and any("exactly" in n for n in names)
+    assert {case[3] for case in nb05._match_cases()} == {0.3, 0.5, 0.7}
+    for name, boxes, anchors, threshold in nb05._match_cases():
+        iou = box_iou(boxes, anchors)
+        assert torch.equal(nb05.match_from_iou(iou, threshold), match_anchors(boxes, anchors, threshold)), name
+        if "exactly" in name:
+            assert (iou == threshold).any()
+
+
+@pytest.mark.parametrize("answer", [nb05.match_from_iou, _match_loop,
+                                    lambda iou, t: nb05.match_from_iou(iou.double(), t).int()])
+def test_match_right(answer, capsys):
+    assert exercises.check("05_match", answer) is True
+    assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "answer, needles",
+    [
+        (_step2_only, ["box 1 ends with no anchor at all", "even when that IoU is below the threshold"]),
+        (_torchvision_like, ["box 0 ends with no anchor at all", "cross out the taken anchor's column"]),
+        (_step2_wins, ["Step 1 wins over step 2"]),
+        (_strict, ["exactly equal to the threshold", "IoU >= threshold"]),
+        (_forced, ["overlaps no anchor", "stays unmatched"]),
+        (_no_empty, ["M = 0", "raised IndexError"]),
+        (lambda iou, t: nb05.match_from_iou(iou, 2.0), ["is background in your answer", "step 2"]),
+        (lambda iou, t: nb05.match_from_iou(iou, 0.5), ["threshold 0.3", "does it use the threshold argument"]),
+        (lambda iou, t: nb05.match_from_iou(iou, t).float(), ["1-D integer Tensor"]),
+        (lambda iou, t: nb05.match_from_iou(iou, t)[:-1], ["one entry per anchor"]),
+        (lambda iou: iou, ["raised TypeError"]),
+        ("match", ["should be a function"]),
+    ],
+)
+def test_match_wrong(answer, needles, capsys):
+    assert exercises.check("05_match", answer) is False
+    out = capsys.readouterr().out
+    for needle in needles:
+        assert needle in out, out
+    assert "exercises.hint('05_match')" in out
