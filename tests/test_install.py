@@ -263,7 +263,7 @@ def test_wheel_ships_the_checkpoint_and_works_installed(tmp_path):
                                 "--num-images", "8", "--device", "cpu"], cwd=elsewhere, env=env,
                                capture_output=True, text=True, timeout=600)  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
-    assert evaluated.stdout.startswith("8 images, checkpoint tiny_shapes")
+    assert evaluated.stdout.startswith("model knows: circle, square, triangle\n8 images, checkpoint tiny_shapes")
     map50 = float(re.search(r"^mAP@0\.5\s+(\S+)", evaluated.stdout, re.M).group(1))
     assert 0.0 < map50 <= 1.0
     assert list(elsewhere.iterdir()) == []  # evaluate writes nothing
