@@ -94,7 +94,8 @@ cfg = ssd.SSD512_VOC
 # | 2 … 6 | `extras[0]` … `extras[4]` | 1×1 conv (to 256 or 128 ch), then 3×3 stride 2 (last: 4×4 stride 1) | 32 … 256, 512/256 |
 #
 # **conv6 and conv7.** VGG16 ends in fully connected layers fc6 and fc7. The SSD paper (Sec. 3, "Base network")
-# converts them to convolutions and **subsamples their ImageNet weights**: fc6, which reads the 7×7 map of pool5,
+# converts them to convolutions and **subsamples their ImageNet weights**, following DeepLab-LargeFOV (Chen et
+# al. 2015, [arXiv 1412.7062](https://arxiv.org/abs/1412.7062)): fc6, which reads the 7×7 map of pool5,
 # becomes a 3×3 convolution keeping every third tap of its 7×7 kernel; pool5 changes from 2×2 stride 2 to 3×3
 # stride 1, so it no longer halves the map; and the *à trous* (dilated) convolution fills the holes. The
 # **dilation 6** is what keeps conv6's view as wide as the subsampled fc6's: its 3 taps sit 6 cells apart, so
@@ -107,7 +108,8 @@ cfg = ssd.SSD512_VOC
 # each position alone and change nothing about where a cell looks.
 #
 # The model is built inside `torch.device("meta")`: parameters get shapes but no memory and no values,
-# so even VGG16's 20 million weights cost nothing to build.
+# so even the 20.49 M weights of the VGG16 layers used here (conv1_1 … conv7, counted below; the full ImageNet
+# VGG16 with its fully connected layers has about 138 M) cost nothing to build.
 
 # %% tags=["nbval-check-output"]
 with torch.device("meta"):
@@ -161,15 +163,18 @@ assert [f.shape[-1] for f in sources] == list(cfg.feature_map_sizes)
 #
 # ## Why the first source gets an L2Norm
 #
-# conv4_3 sits early in the network, and the SSD paper (Sec. 3.1, "PASCAL VOC2007", after ParseNet) notes that
-# its features have a different scale from those of the deeper layers. Both heads of a level read their source
-# directly, so with one learning rate for all heads, the sources with the largest activations would dominate. SSD
-# therefore rescales each position's 512-channel vector of conv4_3 to unit length, then multiplies channel c by a
-# learnable scale $\gamma_c$, initialised to 20:
+# conv4_3 sits early in the network, and the SSD paper (Sec. 3.1, "PASCAL VOC2007") notes that its features have a
+# different scale from those of the deeper layers, citing ParseNet (Liu, Rabinovich, Berg 2015,
+# [arXiv 1506.04579](https://arxiv.org/abs/1506.04579)). ParseNet found that the features of different layers of a
+# trained VGG16 differ greatly in scale, so that combining them as they are works poorly, and introduced the L2
+# normalization with a learned per-channel scale that SSD uses. Why it matters: both heads of a level read their
+# source directly, and a source whose activations are much larger gives its heads much larger outputs and
+# gradients, so one learning rate cannot suit every level. SSD therefore rescales each position's 512-channel
+# vector of conv4_3 to unit length, then multiplies channel c by a learnable scale $\gamma_c$, initialised to 20:
 #
 # $$\hat{x}_{:,i,j} = \gamma \odot \frac{x_{:,i,j}}{\lVert x_{:,i,j} \rVert_2}$$
 #
-# Let's look at **real** activations: an SSD300 VGG16 run on a shapes image, comparing the length of the channel
+# Let's look at actual activations: an SSD300 VGG16 run on a shapes image, comparing the length of the channel
 # vector at each position of conv4_3 (before the L2Norm) and of conv7. The weights matter here: with torchvision's
 # ImageNet weights (`pretrained=True`, read from the local torch hub cache, never downloaded) these are the
 # features the paper describes; without that file the backbone has its random initialisation, and the cell says
@@ -181,7 +186,8 @@ use_imagenet = vgg_weights.is_file()
 torch.manual_seed(SEED)
 vgg300 = build_backbone(ssd.SSD300_VOC, pretrained=use_imagenet).eval()
 image300 = ssd.ShapesDataset(1, image_size=300, seed=SEED)[0][0]  # [3, 300, 300] in [0, 1]
-mean, std = torch.tensor(cfg.mean).view(1, 3, 1, 1), torch.tensor(cfg.std).view(1, 3, 1, 1)
+cfg300 = ssd.SSD300_VOC
+mean, std = torch.tensor(cfg300.mean).view(1, 3, 1, 1), torch.tensor(cfg300.std).view(1, 3, 1, 1)
 with torch.no_grad():
     conv4_3 = vgg300.conv4_3((image300[None] - mean) / std)  # [1, 512, 38, 38], before the L2Norm
     conv7 = vgg300.conv7(conv4_3)  # [1, 1024, 19, 19]
@@ -197,24 +203,25 @@ for name, feature in (("conv4_3 (level 0), raw", conv4_3), ("conv7 (level 1)", c
 # After the L2Norm every position of conv4_3 has a channel vector of length exactly 20 (the initial $\gamma$),
 # whatever the raw scale was; training then learns $\gamma$ per channel.
 #
-# Read the two raw lines with the weights line above them. With a **random initialisation** (the case when no
-# ImageNet file is cached, as in the committed run of this notebook) the two scales come out close: the
-# initialisation is designed to keep activations at a similar size from layer to layer, so this run cannot show
-# the paper's observation, which is about the **trained** VGG16 (ParseNet measured it on ImageNet features). Put
+# Read the two raw lines with the weights line above them. **The committed run of this notebook uses random
+# weights** (no ImageNet file was cached), so it shows nothing about the paper's point: the two raw scales come out
+# close, because the initialisation is designed to keep activations at a similar size from layer to layer. The
+# observation is about the **trained** VGG16 (ParseNet measured it on ImageNet features). Put
 # torchvision's `vgg16-397923af.pth` in the torch hub cache and re-run the cell to compare the trained features.
 # The L2Norm is there either way, so that whatever scale conv4_3 learns, its heads start from vectors of length 20.
 #
-# The same normalization by hand, on these real activations, against the package's `L2Norm`:
+# The same normalization by hand, on these activations, against the package's `L2Norm`:
 
 # %% tags=["nbval-check-output"]
 mine = conv4_3 / conv4_3.norm(dim=1, keepdim=True).clamp_min(1e-10) * 20  # unit norm over channels, times 20
 assert torch.allclose(mine, L2Norm(512, scale=20.0)(conv4_3), atol=1e-4)
 assert torch.allclose(mine, normalized, atol=1e-4)
-print("by hand == L2Norm(512, scale=20) on the real conv4_3 activations")
+print("by hand == L2Norm(512, scale=20) on these conv4_3 activations")
 
 # %% [markdown]
 # **ResNet-50 gets the same L2Norm.** The article's code puts its L2Norm (scale 20) on the first source for both
-# backbones, and so does this package: ResNet-50's `layer2` (level 0) is followed by `l2norm`, `layer3` (level 1)
+# backbones, and so does this package: ResNet-50's `layer2` (level 0; the module of that name holds ResNet's
+# stem — conv1, bn1, ReLU, maxpool — then layer1 and layer2) is followed by `l2norm`, `layer3` (level 1)
 # is not — for the same reason, the first source's activations do not have the scale of the deeper ones'.
 # Without it, the ResNet-50 SSD would not be the article's model: its level-0 outputs differ.
 
@@ -251,7 +258,8 @@ assert (rf, jump) == receptive_field([g[1:] for g in layer_geometry(vgg.conv4_3)
 # A conv4_3 cell sees a 92×92 pixel window and its neighbours are 8 pixels apart: the anchor step of
 # level 0. `source_table` does this walk for every source (carrying `rf, jump` from one source to the
 # next) and adds the shapes from the dry run. `step` is the anchor step of the config, `cfg.steps[k]` — for
-# SSD300 (8, 16, 32, 64, 100, 300), the steps of notebooks 01 and 02; `s_k` is the level's box size.
+# SSD300 (8, 16, 32, 64, 100, 300), the steps of notebooks 01 and 02; `s_k px` is the level's box size, s_k × image
+# side, in pixels.
 
 # %% tags=["nbval-check-output"]
 def table_with_steps(preset):
@@ -273,10 +281,24 @@ for title, rows in tables.items():
     print()
 
 # %% [markdown]
+# The same walk through the layers of the `conv7` module, continuing from conv4_3's (92 px, jump 8):
+
+# %% tags=["nbval-check-output"]
+rf, jump = 92, 8
+for layer, kernel, stride, dilation in layer_geometry(vgg.conv7):
+    before = rf
+    rf += dilation * (kernel - 1) * jump
+    jump *= stride
+    print(f"[{layer:>2}] {VGG_NAMES['conv7'][layer]:<8} kernel {kernel} stride {stride} dilation {dilation}"
+          f" -> rf {before:>3} -> {rf:>3} px (+{rf - before}), jump {jump}")
+assert (rf, jump) == (420, 16)
+
+# %% [markdown]
 # What the tables say:
 #
-# - **The dilated conv6 is where VGG's view widens most**: 228 → 420 pixels in one layer, because its
-#   3 taps are 6 cells (of 16 pixels) apart. That is why the fc6 → conv6 conversion needs the dilation.
+# - **Within the VGG16 layers, the dilated conv6 widens the view most**: 228 → 420 px (+192) in one layer,
+#   because its 3 taps are 6 cells (of 16 pixels) apart. That is why the fc6 → conv6 conversion needs the
+#   dilation. (The extra layers widen it more per layer — extras[4] by 768 px — because their jump is larger.)
 # - **ResNet-50** (the article's alternative): everything up to `layer2` (+ L2Norm) gives level 0 (512 channels,
 #   stride 8) and `layer3` level 1 (1024 channels, stride 16) — the same channels and strides as VGG,
 #   so the extra layers and heads do not change at all. Its receptive fields grow more slowly here
@@ -286,7 +308,8 @@ for title, rows in tables.items():
 #   and SSD300's unpadded 3×3 convolutions (5 → 3 → 1) have stride 1: the jump stays at 256 or 64 while the
 #   map shrinks, and the step grows to 512 or 300.
 # - **The receptive fields are much larger than the anchors** (92 px for 36 px boxes on conv4_3) and
-#   (with VGG16) exceed the image from level 3 on. This is the *theoretical* field; the pixels that actually matter
+#   (with VGG16) exceed the image side from level 3 on for SSD512 (516 > 512 px) and already from level 1 on for
+#   SSD300 (420 > 300 px). This is the *theoretical* field; the pixels that actually matter
 #   concentrate near its centre, and a cell needs context around an object to recognise it.
 #
 # The same comparison as a picture (log scale):
@@ -312,8 +335,9 @@ plt.show()
 # ## Exercise: a receptive-field function
 #
 # Write `receptive_field_px(layers)`: given a list of `(kernel, stride, dilation)`, first layer first,
-# return the receptive field in input pixels (an int). The check runs it on small stacks and on VGG16 up
-# to conv4_3 and conv7. `exercises.hint("03_receptive_field")` helps.
+# return the receptive field in input pixels (an int). This is the loop of the walks above, written as a function
+# of its own — the point is that it must work on any stack: the check runs it on small stacks (with strides and
+# dilations other than VGG's) and on VGG16 up to conv4_3 and conv7. `exercises.hint("03_receptive_field")` helps.
 
 # %% tags=["nbval-check-output"]
 def receptive_field_px(layers):
@@ -375,7 +399,8 @@ plt.show()
 # The backbone holds most of the weights: in VGG16, the `conv7` stage alone (conv5_x, conv6 and conv7)
 # holds almost half of the model. The heads are small, but the classification heads are about 5 times the
 # localisation heads: 21 numbers per anchor instead of 4 (21 / 4 = 5.25). (ResNet-50 lost its `layer4` and
-# classifier here; only stem … layer3 is used.)
+# classifier here; only stem … layer3 is used, and the part named `backbone.layer2` holds the stem, layer1 and
+# layer2.)
 #
 # ## The heads: n_k × 4 and n_k × C channels
 #
@@ -388,6 +413,22 @@ plt.show()
 #
 # The package's `SSD` keeps them in `model.loc_heads` and `model.cls_heads`, one conv per level.
 
+# %% [markdown]
+# ## Exercise: head channels
+#
+# Before the model prints them in the next cell: give the output channels of the localisation and the classification
+# heads of SSD512_VOC at each level, as a pair of lists `(loc_channels, cls_channels)`, computed from `cfg`.
+
+# %% tags=["nbval-check-output"]
+### BEGIN SOLUTION
+loc_channels = [4 * n_k for n_k in cfg.anchors_per_location]
+cls_channels = [cfg.num_classes * n_k for n_k in cfg.anchors_per_location]
+### END SOLUTION
+exercises.check("03_head_channels", (loc_channels, cls_channels));
+
+# %% [markdown]
+# Now the model's own heads, level by level:
+
 # %% tags=["nbval-check-output"]
 model = models["VGG16"]
 C = cfg.num_classes
@@ -399,20 +440,6 @@ for level, (loc_head, cls_head) in enumerate(zip(model.loc_heads, model.cls_head
     assert loc_head.kernel_size == cls_head.kernel_size == (3, 3) and loc_head.padding == (1, 1)
 
 # %% [markdown]
-# ## Exercise: head channels
-#
-# Without looking at the table above: give the output channels of the localisation and the classification
-# heads of SSD512_VOC at each level, as a pair of lists `(loc_channels, cls_channels)`, computed from `cfg`.
-
-# %% tags=["nbval-check-output"]
-### BEGIN SOLUTION
-loc_channels = [4 * n_k for n_k in cfg.anchors_per_location]
-cls_channels = [cfg.num_classes * n_k for n_k in cfg.anchors_per_location]
-### END SOLUTION
-exercises.check("03_head_channels", (loc_channels, cls_channels));
-
-
-# %% [markdown]
 # ## From head maps to one row per anchor
 #
 # A localisation head returns a map `[B, n_k·4, H, W]`. Channel `d·4 + c` at cell (i, j) is value c of
@@ -420,8 +447,10 @@ exercises.check("03_head_channels", (loc_channels, cls_channels));
 # `default_boxes`**: level k, then row i, then column j, then shape d. So for each level:
 #
 # 1. `permute(0, 2, 3, 1)` moves the channels last: `[B, H, W, n_k·4]` — now the n_k·4 values of a cell are
-#    next to each other in memory, cells in row-major order;
-# 2. `reshape(B, -1, 4)` cuts them into rows of 4: `[B, H·W·n_k, 4]`, anchors in (i, j, d) order;
+#    next to each other in index order, cells in row-major order. `permute` copies nothing: it only changes the
+#    strides, so the tensor is now a non-contiguous view of the same memory;
+# 2. `reshape(B, -1, 4)` cuts them into rows of 4: `[B, H·W·n_k, 4]`, anchors in (i, j, d) order. On a
+#    non-contiguous view, this is the step that copies the values into that order;
 # 3. `torch.cat(..., dim=1)` over the levels: `[B, A, 4]`.
 #
 # The class maps go the same way with C instead of 4. To *see* that the order is right, make fake head
@@ -480,7 +509,15 @@ print(f"row {a} in anchor order:    {codes[0, a].int().tolist()}  (k, i, j, d)")
 print(f"row {a} without permute: {wrong[0, a].int().tolist()}  (the 'col' channel of anchor 0 at 4 cells)")
 mismatched = (wrong[0] != codes[0]).any(dim=1).sum().item()
 print(f"rows that differ from the right order: {mismatched} of {len(anchors)}")
+same = (wrong[0] == codes[0]).all(dim=1).nonzero()[:, 0]  # the rows that happen to agree
+print("rows that agree, as (k, i, j, d):", codes[0, same].int().tolist())
 
+
+# %% [markdown]
+# Why do a few rows agree? The 4 rows of level 6 are right by construction: its map is 1×1, so with a single cell
+# the permute changes nothing. The other 2 are coincidences: rows whose code happens to be made of one repeated
+# value — (0, 0, 0, 0) at the very first row and (1, 1, 1, 1) on level 1 — can be read off 4 cells of one channel
+# just as well.
 
 # %% [markdown]
 # ### The check on the package's model
@@ -525,8 +562,10 @@ print("forward_heads puts prediction a next to anchor a, for both heads and ever
 # ## Exercise: flatten a head map
 #
 # Write `flatten_head(head_map, n)` that turns one head's output `[B, n_k·n, H, W]` into `[B, H·W·n_k, n]`
-# in (row i, column j, shape d) order. The check feeds it coded maps with H ≠ W and B = 2, and tells you which
-# (row, column, anchor) ended up where if the order is wrong.
+# in (row i, column j, shape d) order. This repeats the permute + reshape shown above, on purpose: write it
+# without copying, for any batch size and any n (the line above had B = 1 and n = 4 built in). The check feeds it
+# coded maps with H ≠ W and B = 2, and tells you which (row, column, anchor) ended up where if the order is
+# wrong.
 
 # %% tags=["nbval-check-output"]
 def flatten_head(head_map, n):
@@ -599,11 +638,14 @@ fig
 
 # %% [markdown]
 # Compare the two resolutions: a level-0 cell covers 8×8 pixels, so a shape spans many cells and the maps
-# have the detail to follow it; a level-2 cell covers 32×32 pixels, so a whole shape falls into one or two
-# cells — and so do the anchors that must find it. Many values are exactly 0: every source ends with a ReLU.
+# have the detail to follow it; a level-2 cell covers 32×32 pixels, so a shape covers only a few cells (the large
+# square here spans 3×2 of them) — and so do the anchors that must find it. Many values are exactly 0: every
+# source ends with a ReLU. The bright cells along the bottom row of level 0 are a border effect, not an object:
+# the convolutions pad the map with zeros, so the cells at the edge see a different input than the inside ones.
 #
-# **Explore:** pick an image, a level and how many channels to show. (The widget needs a running kernel;
-# the figures above are the same view, frozen.)
+# **Explore:** pick an image, a level and how many channels to show. (The widget needs a running kernel. The
+# figures above show levels 0 and 2 of image 0, frozen; the explorer itself — and with it the other levels and
+# the task below — needs a running kernel.)
 
 # %% tags=["nbval-ignore-output"]
 feature_map_explorer(tiny, images)
@@ -611,7 +653,7 @@ feature_map_explorer(tiny, images)
 # %% [markdown]
 # **Task.** In the explorer, stay on image 0 and move the level slider from 0 to the last level. The table under
 # the figure gives each level's "mean |activation|". Which level k has the **largest** one? Store it in
-# `strongest_level`. (This tiny model uses BatchNorm, not an L2Norm: compare with the VGG16 numbers above.)
+# `strongest_level`.
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
@@ -637,6 +679,8 @@ exercises.check("03_strongest_level", strongest_level);
 #   `forward_heads`.
 #
 # **Sources:** SSD paper, [arXiv 1512.02325](https://arxiv.org/abs/1512.02325) (Sec. 3 "Base network", Sec. 3.1);
+# ParseNet (Liu, Rabinovich, Berg 2015, [arXiv 1506.04579](https://arxiv.org/abs/1506.04579)); DeepLab-LargeFOV
+# (Chen et al. 2015, [arXiv 1412.7062](https://arxiv.org/abs/1412.7062));
 # the article *The Hero Rises: Build Your Own SSD* (Allegro AI blog, 2020);
 # [torchvision's VGG16](https://pytorch.org/vision/stable/models/generated/torchvision.models.vgg16.html).
 #

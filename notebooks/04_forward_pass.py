@@ -25,7 +25,8 @@
 # once — including non-maximum suppression — and check it against the package and `torchvision.ops`.
 #
 # Notation as in notebook 01: level **k**, cell row **i** and column **j**, shape **d** at one location, n_k
-# anchors per location; an anchor is named (k, i, j, d).
+# anchors per location; an anchor is named (k, i, j, d). In formulas an anchor box is written **a** (the paper calls
+# the default box d; here d is the shape index).
 #
 # **After this notebook you will be able to**
 # - follow the shapes of one image through `forward_heads`: `[1, 3, S, S]` → L sources → `[1, A, 4]` and
@@ -169,21 +170,25 @@ assert torch.allclose(loc_preds, package_loc) and torch.allclose(cls_logits, pac
 #
 # ## Box coding: how 4 numbers move an anchor onto a box
 #
-# The localisation head predicts how to shift and stretch an anchor $d = (d^{cx}, d^{cy}, d^w, d^h)$ to
-# reach a box $g$ (SSD paper, Sec. 2.2, eq. 2):
+# The localisation head predicts how to shift and stretch an anchor $a = (a^{cx}, a^{cy}, a^w, a^h)$ (the paper
+# calls the default box $d$) to reach a box $g$, with two **variances** $v_0, v_1$ (`cfg.variances`):
 #
-# $$t^{cx} = \frac{g^{cx} - d^{cx}}{d^w}, \quad t^{cy} = \frac{g^{cy} - d^{cy}}{d^h}, \quad
-#   t^w = \log\frac{g^w}{d^w}, \quad t^h = \log\frac{g^h}{d^h}$$
+# $$t^{cx} = \frac{g^{cx} - a^{cx}}{v_0\, a^w}, \quad t^{cy} = \frac{g^{cy} - a^{cy}}{v_0\, a^h}, \quad
+#   t^w = \frac{1}{v_1}\log\frac{g^w}{a^w}, \quad t^h = \frac{1}{v_1}\log\frac{g^h}{a^h}$$
+#
+# The SSD paper's eq. 2 (Sec. 2.2) is the case $v_0 = v_1 = 1$; the variances come from the authors' code.
 #
 # Centre shifts are measured in anchor widths and heights, so the same numbers work for the 12.8-pixel squares of
-# level 0 and the 89.6-pixel squares of level 4 (`cfg.box_sizes`); sizes are log ratios, so "twice as wide" and "half as wide" are symmetric (+0.69 and
-# −0.69) and the decoded size is always positive. The paper's code also divides by two **variances**,
-# $v_0 = 0.1$ for the centre and $v_1 = 0.2$ for the size (`cfg.variances`) — more on why below.
+# level 0 and the 89.6-pixel squares of level 4 (`cfg.box_sizes`, printed below); sizes are log ratios, so
+# "twice as wide" and "half as wide" are symmetric (log 2 = +0.69 and −0.69, before the division by $v_1$) and the
+# decoded size is always positive. Here $v_0 = 0.1$ for the centre and $v_1 = 0.2$ for the size — more on why
+# below.
 #
 # Take the small circle (the second ground-truth box) and the anchor that overlaps it most:
 
 # %% tags=["nbval-check-output"]
 anchors = model.anchors  # [A, 4] cxcywh px, = ssd.default_boxes(cfg)
+print("cfg.box_sizes:", cfg.box_sizes, " cfg.variances:", cfg.variances)
 gt_xyxy = target["boxes"][1]
 ious = box_iou(gt_xyxy[None], ssd.cxcywh_to_xyxy(anchors))[0]  # [A]
 best = int(ious.argmax())
@@ -205,7 +210,7 @@ fig, rows = box_coding_view(anchors[best], ssd.xyxy_to_cxcywh(gt_xyxy), cfg.vari
 fig
 
 # %% [markdown]
-# Decoding runs the four steps backwards: $g^{cx} = d^{cx} + t^{cx} v_0 d^w$, $g^w = d^w e^{t^w v_1}$, and
+# Decoding runs the four steps backwards: $g^{cx} = a^{cx} + t^{cx} v_0 a^w$, $g^w = a^w e^{t^w v_1}$, and
 # the same for y and h. Back to the box we started from:
 
 # %% tags=["nbval-check-output"]
@@ -228,9 +233,11 @@ print(f"decode(encode(box)) == box for all {len(anchors)} anchors (to 1e-3 px)")
 #
 # The loss (notebook 05) compares predicted and target offsets with a smooth-L1 loss, which is quadratic
 # below 1 and linear above. The raw offsets of matched anchors are small — an anchor only matches when it
-# already overlaps its box well (IoU ≥ 0.5, or it is the box's best anchor) — so without scaling they would
-# all sit in the flat quadratic part.
-# Dividing by 0.1 and 0.2 brings them to about unit spread. Measure it on the positive anchors of 64 images
+# already overlaps its box well (the paper: jaccard overlap higher than 0.5, or it is the box's best anchor).
+# One way to see the variances: without scaling, these small offsets would all sit in the flat quadratic part of
+# the loss; dividing by 0.1 and 0.2 brings them to about unit spread. This is the same idea as the normalisation
+# of the regression targets in Fast R-CNN (Girshick 2015, [arXiv 1504.08083](https://arxiv.org/abs/1504.08083)).
+# Measure it on the positive anchors of 64 images
 # (matching is notebook 05's topic; `encode_targets` does it and encodes with the variances):
 
 # %% tags=["nbval-check-output"]
@@ -248,7 +255,8 @@ print("std of (tx, ty, tw, th) with variances:   ", [round(v, 2) for v in with_v
 # ## Exercise: encode one box
 #
 # Encode the ground-truth box `(x1, y1, x2, y2) = (20, 20, 68, 84)` relative to the anchor
-# `(cx, cy, w, h) = (40, 56, 32, 64)`, variances (0.1, 0.2). Give `[tx, ty, tw, th]`.
+# `(cx, cy, w, h) = (40, 56, 32, 64)`, variances (0.1, 0.2). Give `[tx, ty, tw, th]` as a list of 4 floats
+# (`log` is the natural log, `math.log`).
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
@@ -296,7 +304,8 @@ for prior in (0.99, None):
 #
 # Write `my_decode(deltas, anchors, variances)`: the inverse of the encoding. `deltas` holds the offsets
 # `(tx, ty, tw, th)`, `anchors` the anchors in `(cx, cy, w, h)` pixels, both `[N, 4]`; return the boxes
-# `[N, 4]` in `(cx, cy, w, h)` pixels.
+# `[N, 4]` in `(cx, cy, w, h)` pixels. This is the decoding line of the cell above (`back = …`), written for N
+# boxes at once with tensor operations instead of one box of Python floats.
 
 # %% tags=["nbval-check-output"]
 def my_decode(deltas, anchors, variances):
@@ -322,8 +331,10 @@ exercises.check("04_decode_boxes", my_decode);
 # 4. per class, **non-maximum suppression** (NMS, below);
 # 5. the best `max_detections` over all classes, by score.
 #
-# The SSD paper (Sec. 3, "Inference time") uses NMS with a Jaccard (IoU) overlap of 0.45 per class and keeps the
-# top 200 detections per image; `cfg.nms_threshold` and `cfg.max_detections` hold those numbers.
+# The SSD paper (Sec. 3.7, "Inference time") uses a confidence threshold of 0.01, NMS with a Jaccard (IoU) overlap
+# of 0.45 per class, and keeps the top 200 detections per image; `cfg.score_threshold`, `cfg.nms_threshold` and
+# `cfg.max_detections` hold those numbers. `pre_nms_top_k = 400` is not in the paper: it comes from the authors'
+# Caffe code ([weiliu89/caffe, branch ssd](https://github.com/weiliu89/caffe/tree/ssd)).
 #
 # ### Non-maximum suppression, by hand
 #
@@ -502,14 +513,15 @@ print(f"with a score above {min_score}: {int((scores_t[candidates] > min_score).
       f"{int((scores_t[kept] > min_score).sum())} after")
 
 fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), layout="constrained")
-for ax, chosen, title in zip(axes, (candidates, kept), ("before NMS", f"after NMS (IoU > {cfg.nms_threshold})")):
+titles = ("before NMS", f"after NMS (suppressing IoU > {cfg.nms_threshold})")
+for ax, chosen, title in zip(axes, (candidates, kept), titles):
     chosen = chosen[scores_t[chosen] > min_score]
     viz.show_image(ax, image)
     viz.draw_boxes(ax, boxes_t[chosen], torch.full((len(chosen),), circle), scores_t[chosen],
                    class_names=cfg.class_names)
     ax.set(title=f"{title}: {len(chosen)} boxes", xlabel="x (px)")
 axes[0].set_ylabel("y (px)")
-fig.suptitle(f"class circle, boxes with a score above {min_score}")
+fig.suptitle(f"class circle, boxes with a score above {min_score}", y=1.04)
 plt.show()
 
 # %% [markdown]
@@ -536,6 +548,7 @@ print(f"decoded prediction {[round(v, 1) for v in decoded.tolist()]}, ground tru
 #
 # Its row in the predictions tells the whole story: the anchor (dashed), the offsets that move it, the decoded
 # box (solid, labelled with the most probable class — background included) and the class probabilities.
+# (The figure's title, like the widget's slider below, writes our shape index d as "k".)
 
 # %%
 probs_t = cls_t[0].softmax(dim=-1)  # [A, C]
@@ -553,16 +566,18 @@ fig
 # opens on anchor 0, in the top-left corner). Anchors on a shape, of about its size, move onto
 # it and name its class. Anchors far from every shape say "background" — and their boxes can go anywhere:
 # the localisation loss only trains matched anchors (notebook 05), and post-processing drops such a box
-# anyway because of its low object scores. (The widget needs a running kernel.)
+# anyway because of its low object scores. (The widget needs a running kernel; the figure of the cell above is the
+# same view, frozen, for the most confident anchor.)
 
 # %% tags=["nbval-ignore-output"]
 anchor_prediction_explorer(trained, image)
 
 # %% [markdown]
-# **Task.** The small circle is ground-truth box 1 (printed at the top). In the explorer, set level 1 (step 16)
-# and the cell under the circle's centre — row i = cy // 16, column j = cx // 16 — and try every shape d = 0 … 5.
-# Which d gives the highest probability of "circle"? Store it in `best_shape`, then compare that anchor's size
-# (`ssd.level_box_shapes(cfg, 1)`) with the circle's.
+# **Task.** The small circle's best anchor is printed above; now find the triangle's. The triangle is ground-truth
+# box 0 (printed at the top). In the explorer, set level 2 (step 32) and the cell under the triangle's centre —
+# row i = cy // 32, column j = cx // 32 — and try every shape d = 0 … 5. Which d gives the highest probability of
+# "triangle"? Store it in `best_shape`, then compare that anchor's size (`ssd.level_box_shapes(cfg, 2)`) with the
+# triangle's.
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
@@ -587,6 +602,9 @@ print("anchors:     ", cfg300.num_anchors, f"(the paper's SSD300, one level fewe
 assert cfg300.feature_map_sizes == (38, 19, 10, 5, 3, 2, 1)
 
 # %% [markdown]
+# There are 8 box sizes for 7 feature maps: the last entry is $s_{L+1}$, used only for the extra square
+# $\sqrt{s_L s_{L+1}}$ of the last level (notebook 01).
+#
 # The steps are fractional: 300 / 38 = 7.895. The article computes them as `300 // 38 = 7`, which pulls
 # every anchor centre towards the top-left corner — the last centre of a level lands well inside the image:
 
@@ -621,8 +639,11 @@ for level, (fm, step) in enumerate(zip(cfg300.feature_map_sizes, cfg300.steps)):
 # - `adapt_config(cfg, S)` re-measures the feature maps for another input size and uses fractional steps
 #   `S / fm`.
 #
-# **Sources:** SSD paper, [arXiv 1512.02325](https://arxiv.org/abs/1512.02325) (Sec. 2.2, eq. 2; Sec. 3
-# inference, NMS 0.45 and top 200); Lin et al. 2017, [arXiv 1708.02002](https://arxiv.org/abs/1708.02002)
+# **Sources:** SSD paper, [arXiv 1512.02325](https://arxiv.org/abs/1512.02325) (Sec. 2.2, eq. 2; Sec. 3.7
+# "Inference time": threshold 0.01, NMS 0.45 per class, top 200); the authors' Caffe code
+# ([weiliu89/caffe, ssd](https://github.com/weiliu89/caffe/tree/ssd): variances, `pre_nms_top_k` 400); Girshick
+# 2015, Fast R-CNN, [arXiv 1504.08083](https://arxiv.org/abs/1504.08083); Lin et al. 2017,
+# [arXiv 1708.02002](https://arxiv.org/abs/1708.02002)
 # (Sec. 3.3); the article *The Hero Rises: Build Your Own SSD* (Allegro AI blog, 2020);
 # [torchvision.ops.nms](https://pytorch.org/vision/stable/generated/torchvision.ops.nms.html).
 #

@@ -97,15 +97,16 @@ def test_decode_boxes_written_differently(capsys):
 
 
 def test_best_shape_widget_task(capsys):
-    from ssd_tutorial.exercises.nb04 import _circle_cell_probabilities
+    from ssd_tutorial.exercises.nb04 import _task_cell_probabilities
 
-    (i, j), p_circle = _circle_cell_probabilities()
-    assert (i, j) == (36 // 16, 61 // 16)  # the small circle (46, 21, 77, 52) has its centre at (61.5, 36.5)
-    best = max(range(len(p_circle)), key=lambda d: p_circle[d])
+    (i, j), p_triangle = _task_cell_probabilities()
+    assert (i, j) == (62 // 32, 52 // 32)  # the triangle (18, 28, 87, 97) has its centre at (52.5, 62.5)
+    assert len(p_triangle) == 6
+    best = max(range(len(p_triangle)), key=lambda d: p_triangle[d])
     assert exercises.check("04_best_shape", best) is True
     assert exercises.check("04_best_shape", float(best)) is True
-    for wrong in set(range(len(p_circle))) - {best}:
+    for wrong in set(range(len(p_triangle))) - {best}:
         out = _fails("04_best_shape", wrong, capsys)
-        assert f"shape d = {wrong} gives P(circle)" in out and "(i, j) = (2, 3)" in out
+        assert f"shape d = {wrong} gives P(triangle)" in out and "(i, j) = (1, 1)" in out
     assert "d = 0 … 5" in _fails("04_best_shape", 6, capsys)
     assert "shape index d" in _fails("04_best_shape", "1", capsys)

@@ -130,12 +130,13 @@ def _check_decode_boxes(answer: Any) -> str | None:
     return None
 
 
-# The widget task of 04: the image of the notebook (ShapesDataset seed 1, item 0) and its small circle (box 1).
-TASK_SEED, TASK_ITEM, TASK_BOX, TASK_LEVEL = 1, 0, 1, 1
+# The widget task of 04: the image of the notebook (ShapesDataset seed 1, item 0) and its triangle (box 0), whose
+# best anchor the notebook does not print (it prints the small circle's).
+TASK_SEED, TASK_ITEM, TASK_BOX, TASK_LEVEL, TASK_CLASS = 1, 0, 0, 2, "triangle"
 
 
-def _circle_cell_probabilities() -> tuple[tuple[int, int], list[float]]:
-    """(i, j) of the level-1 cell under the small circle's centre, and P(circle) of its anchors d = 0 … n_1 - 1
+def _task_cell_probabilities() -> tuple[tuple[int, int], list[float]]:
+    """(i, j) of the level-2 cell under the triangle's centre, and P(triangle) of its anchors d = 0 … n_2 - 1
     for the shipped tiny_shapes model."""
     from ..boxes import xyxy_to_cxcywh
     from ..checkpoints import load_pretrained
@@ -153,34 +154,34 @@ def _circle_cell_probabilities() -> tuple[tuple[int, int], list[float]]:
     n_k = cfg.anchors_per_location[k]
     first = sum(cfg.anchors_per_level[:k]) + (i * cfg.feature_map_sizes[k] + j) * n_k
     probs = cls_logits[0, first:first + n_k].softmax(dim=-1)  # [n_k, C]
-    circle = list(cfg.class_names).index("circle")
-    return (i, j), probs[:, circle].tolist()
+    label = list(cfg.class_names).index(TASK_CLASS)
+    return (i, j), probs[:, label].tolist()
 
 
 @register(
     "04_best_shape",
-    question="With the anchor explorer (the shipped tiny_shapes model): go to the level-1 cell (i, j) under the "
-    "centre of the small circle and try d = 0 … 5. Which shape d gives the highest probability of 'circle'?",
-    hint="The small circle is ground-truth box 1; its centre is ((x1 + x2) / 2, (y1 + y2) / 2). Level 1 has step 16, "
-    "so the cell is i = cy // 16 (row, over y) and j = cx // 16 (column, over x). Set level 1, that row and column, "
-    "then read the 'circle' bar for each d. Which shape is closest to the circle's size?",
+    question="With the anchor explorer (the shipped tiny_shapes model): go to the level-2 cell (i, j) under the "
+    "centre of the triangle and try d = 0 … 5. Which shape d gives the highest probability of 'triangle'?",
+    hint="The triangle is ground-truth box 0; its centre is ((x1 + x2) / 2, (y1 + y2) / 2). Level 2 has step 32, "
+    "so the cell is i = cy // 32 (row, over y) and j = cx // 32 (column, over x). Set level 2, that row and column, "
+    "then read the 'triangle' bar for each d. Which shape is closest to the triangle's size?",
     solution="""
-from ssd_tutorial.exercises.nb04 import _circle_cell_probabilities
-(i, j), p_circle = _circle_cell_probabilities()   # the cell and P(circle) of its 4 anchors
-max(range(len(p_circle)), key=lambda d: p_circle[d])
+from ssd_tutorial.exercises.nb04 import _task_cell_probabilities
+(i, j), p_triangle = _task_cell_probabilities()   # the cell and P(triangle) of its 6 anchors
+max(range(len(p_triangle)), key=lambda d: p_triangle[d])
 """,
 )
 def _check_best_shape(answer: Any) -> str | None:
     got = _as_number(answer)
     if got is None or not float(got).is_integer():
         return f"the answer should be a shape index d (an int), got {_describe(answer)}: {answer!r}"
-    (i, j), p_circle = _circle_cell_probabilities()
+    (i, j), p_triangle = _task_cell_probabilities()
     d = int(got)
-    if not 0 <= d < len(p_circle):
-        return f"level 1 has n_1 = {len(p_circle)} anchors per location, d = 0 … {len(p_circle) - 1}; got {d}"
-    best = max(range(len(p_circle)), key=lambda s: p_circle[s])
+    if not 0 <= d < len(p_triangle):
+        return f"level 2 has n_2 = {len(p_triangle)} anchors per location, d = 0 … {len(p_triangle) - 1}; got {d}"
+    best = max(range(len(p_triangle)), key=lambda s: p_triangle[s])
     if d == best:
         return None
-    return (f"at the cell under the circle's centre, shape d = {d} gives P(circle) = {p_circle[d]:.3f}, and "
-            f"another shape gives more: is your cell (i, j) = ({i}, {j})? Then compare the 'circle' bar of "
+    return (f"at the cell under the triangle's centre, shape d = {d} gives P(triangle) = {p_triangle[d]:.3f}, and "
+            f"another shape gives more: is your cell (i, j) = ({i}, {j})? Then compare the 'triangle' bar of "
             "every d")  # fmt: skip
