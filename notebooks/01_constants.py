@@ -42,8 +42,9 @@
 # ## Parameters
 #
 # The scale range of the SSD paper's linear rule (Sec. 2.2, eq. 4), as fractions of the image side; 0.2 and 0.9
-# are the paper's values. Change them and re-run the notebook to see how the rule moves; the tests run with the
-# defaults.
+# are the paper's values. Only the comparison with the plain rule uses them (the last table and the figure of "Where
+# the article's box sizes come from"); change them and re-run the notebook to see how the rule moves. The tests run
+# with the defaults.
 
 # %% tags=["colab"]
 # Google Colab only: fetch the project and install its package. Does nothing anywhere else (JupyterLab, Binder, CI).
@@ -82,10 +83,12 @@ cfg = ssd.SSD512_VOC
 # %% [markdown]
 # ## The whole detector on one picture
 #
-# Every notebook of this series builds one box of this picture. The numbers are SSD512's real ones: the shapes
-# of the 7 feature maps (the *sources*) come from a dry run of the network (notebook 03), not from a table.
-# Notebook 02 places the anchors, 03 builds the backbone and the heads, 04 decodes the predictions and applies
-# non-maximum suppression (NMS), 05–06 train the model, 07 evaluates it.
+# Notebooks 02–04 build the boxes of this picture; 05–06 train it, 07 evaluates it, 08 adapts it to your data.
+# The numbers are SSD512's real ones: the shapes of the 7 feature maps (the *sources*) come from a dry run of the
+# network (notebook 03), not from a table. Notebook 02 places the anchors, 03 builds the backbone and the heads,
+# 04 decodes the predictions and applies non-maximum suppression (NMS). Names in the picture that this notebook
+# does not explain, such as `L2Norm` (a rescaling of conv4_3's features) and `extras[0]` (the first of the extra
+# layers added after the backbone), are built in notebook 03.
 
 # %%
 viz.plot_architecture(cfg)
@@ -129,7 +132,9 @@ print(f"{'class_names':>17}: {cfg.class_names[:4]} ... ({len(cfg.class_names)} n
 #
 # `in_channels` is the depth of each feature map, its number of **channels** (512 for VGG16's conv4_3, 1024 for
 # conv7, and so on; the tables below shorten it to "ch"); notebook 03 builds the network that produces them.
-# `variances` scale the 4 offsets the network predicts (notebook 04).
+# `variances` scale the 4 offsets the network predicts (notebook 04): 0.1 for the centre offsets, 0.2 for the size
+# offsets. These two numbers come from the authors' released code
+# ([weiliu89/caffe, branch ssd](https://github.com/weiliu89/caffe/tree/ssd)), not from the paper.
 #
 # ## Steps: how many input pixels one cell spans
 #
@@ -168,11 +173,15 @@ for k in range(cfg.num_levels):
 #
 # $$s_k = s_{\min} + \frac{s_{\max} - s_{\min}}{m - 1}(k - 1), \qquad k \in [1, m]$$
 #
-# as fractions of the image side, with $s_{\min} = 0.2$, $s_{\max} = 0.9$ — and, for its VOC models, conv4_3 (the
-# first map) set apart with its own scale **0.1** (Sec. 3.1). The article's SSD512 uses the **same rule** with
-# other numbers: conv4_3 gets the scale **0.07** (35.84 px), and eq. 4 with $s_{\min} = 0.15$, $s_{\max} = 0.9$
-# runs over the $m = 6$ maps after it (our levels k = 1 … 6, the paper's k = 1 … 6), continued one step further to
-# $s_{m+1} = 1.05$ for the last level's second square. Let's compute that by hand and compare with the config:
+# as fractions of the image side, with $s_{\min} = 0.2$, $s_{\max} = 0.9$ — and, for SSD300 on VOC, conv4_3 (the
+# first map) set apart with its own scale **0.1** (Sec. 3.1). A scale is a fraction: **box size in pixels = $s_k$ ×
+# image size** (the notation table's $s_k$ and `cfg.box_sizes` are already in pixels). The article's SSD512 uses
+# the **same rule** with the numbers the paper gives for its COCO models (Sec. 3.4): conv4_3 gets the scale
+# **0.07** (0.07 × 512 = 35.84 px), and eq. 4 with $s_{\min} = 0.15$, $s_{\max} = 0.9$ runs over the $m = 6$ maps
+# after it (our levels k = 1 … 6, the paper's k = 1 … 6), continued one step further to $s_{m+1} = 1.05$ for the
+# last level's second square. The paper does not say how $s'_k$ of the last level is chosen; continuing the ramp
+# one step is the convention of the authors' released code. Let's compute that by hand and compare with the
+# config:
 
 # %% tags=["nbval-check-output"]
 S = cfg.image_size
@@ -189,13 +198,16 @@ assert all(math.isclose(a, b) for a, b in zip(rule, ssd.paper_box_sizes(S, m, s_
 
 # %% [markdown]
 # Read the table as: level k = 0 (conv4_3) has no paper k, it is set by hand; levels 1 … 6 are the paper's
-# k = 1 … 6; the 8th size is $s_{m+1}$. So the article keeps the paper's linear ramp and starts it at 0.15 instead
-# of 0.2 — the paper does the same for COCO, whose objects are smaller (Sec. 3.4) — and gives the 64×64 map
-# small boxes of its own. Small boxes on the finest map are what lets SSD find small objects at all;
+# k = 1 … 6; the 8th size is $s_{m+1}$. So the article keeps the paper's linear ramp, starts it at 0.15 instead
+# of 0.2 and gives the 64×64 map small boxes of its own. These are the paper's own COCO settings (Sec. 3.4: COCO's
+# objects are smaller), which the authors' released SSD512 ([code](https://github.com/weiliu89/caffe/tree/ssd),
+# `ssd_pascal_512.py`: `min_ratio` 15, conv4_3 at 7 %) also uses. Small boxes on the finest map are what lets SSD find small objects at all;
 # notebook 08 fits these sizes to a dataset of your own.
 #
 # For comparison, the plain rule with the parameters of this notebook ($s_{\min}$ = `S_MIN`, $s_{\max}$ = `S_MAX`)
-# over all 7 levels, without a scale of its own for conv4_3:
+# over all 7 levels, without a scale of its own for conv4_3. Mind the numbering: here every level follows the rule,
+# so our level k is the paper's k + 1 (our 0 is its 1), whereas in the table above, where conv4_3 stood apart,
+# our k and the paper's k were equal:
 
 # %% tags=["nbval-check-output"]
 paper = ssd.paper_box_sizes(cfg.image_size, cfg.num_levels, s_min=S_MIN, s_max=S_MAX)
@@ -275,15 +287,19 @@ share = rows[0]["anchors"] / cfg.num_anchors
 print(f"the 64x64 map alone holds {rows[0]['anchors']} of {cfg.num_anchors} anchors ({share:.1%})")
 
 # %% [markdown]
-# Two thirds of all anchors sit on the finest map. Most of them cover background, which is why the
-# loss (notebook 05) must keep the easy negatives from drowning out the few positives.
+# Two thirds of all anchors sit on the finest map. Most of them cover background. Training (notebook 05) calls
+# an anchor that is matched to an object a *positive* and one left on background a *negative*; the loss must keep
+# the many easy negatives from drowning out the few positives.
 #
 # ## SSD300 beside SSD512
 #
 # The SSD paper's SSD300 takes a 300×300 input and has one feature map fewer. Its steps and box sizes are those of
-# the authors' released code: its first map gets the scale 0.1 (30 px), as the paper says for VOC; its other sizes
-# (60, 111, 162, …) climb in equal steps of 51 px, close to but not exactly eq. 4 with 0.2 … 0.9. Its steps are not
-# all exact divisors of 300: 38 × 8 = 304, so its first map slightly overhangs the image.
+# the authors' released code ([weiliu89/caffe, branch ssd](https://github.com/weiliu89/caffe/tree/ssd)): its first
+# map gets the scale 0.1 (30 px), as the paper says for VOC (Sec. 3.1); its other sizes (60, 111, 162, …) climb in
+# equal steps of 51 px, close to but not exactly eq. 4 with 0.2 … 0.9. Its steps are not all exact divisors of 300:
+# the cells overhang the image, by a little on the first map (38 × 8 = 304) and by more on the 10×10 and 5×5 maps
+# (10 × 32 = 5 × 64 = 320 px); the last centre of the 10×10 map, 9.5 × 32 = 304 px, even lies outside the 300-px
+# image (notebook 02 tabulates this).
 
 # %% tags=["nbval-check-output"]
 print(format_anchor_table(ssd.SSD300_VOC))
@@ -298,9 +314,11 @@ for preset, marker in ((ssd.SSD512_VOC, "o"), (ssd.SSD300_VOC, "s")):
     ax.plot(preset.feature_map_sizes, preset.anchors_per_level, marker=marker,
             label=f"{preset.name}: {preset.num_anchors} anchors")
     for fm, count in zip(preset.feature_map_sizes, preset.anchors_per_level):
-        ax.annotate(f"{count}", (fm, count), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.annotate(f"{count}", (fm, count), textcoords="offset points", fontsize=7,
+                    xytext=(4, 4) if marker == "o" else (4, -10))  # SSD300's labels below its points
 ax.set(xscale="log", yscale="log", xlabel="feature-map side f_k (cells)", ylabel="anchors on the level, f_k² n_k",
        title="Anchors per level against the feature-map size")
+ax.margins(x=0.12, y=0.2)  # room for the labels at the ends
 ax.legend();
 
 # %% [markdown]
@@ -323,7 +341,8 @@ print(f"step 8: last centre {last_center_paper} px")
 #
 # Complete `anchors_at_level(k, cfg)` so that it returns the number of anchors on level `k` of **any** config,
 # using only `cfg.feature_map_sizes` and `cfg.aspect_ratios` of the `cfg` it is given. The next cell checks it on
-# every level of SSD512, SSD300 and the tiny model of later notebooks. Stuck? `exercises.hint("01_anchors_per_level")`
+# every level of SSD512, SSD300 and `ssd.TINY_SHAPES` (the small preset for the shapes dataset, used from notebook
+# 05 on). Stuck? `exercises.hint("01_anchors_per_level")`
 # gives a hint and `exercises.solution("01_anchors_per_level")` a worked answer.
 
 # %% tags=["nbval-check-output"]
@@ -337,12 +356,14 @@ def anchors_at_level(k, cfg=ssd.SSD512_VOC):
 exercises.check("01_anchors_per_level", anchors_at_level);
 
 # %% [markdown]
-# And one more: how many anchors does SSD300 have in all? Use your function with
-# `cfg=ssd.SSD300_VOC` on each of its levels and store the sum in `total_300`.
+# And one more, a number no cell above prints: how many anchors would SSD300 have in all if **every** level used
+# the aspect ratios (2, 3)? Build that config with `ssd.SSD300_VOC.replace(aspect_ratios=((2, 3),) * 6)`, use your
+# function on each of its levels and store the sum in `total_300`.
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
-total_300 = sum(anchors_at_level(k, ssd.SSD300_VOC) for k in range(ssd.SSD300_VOC.num_levels))
+cfg_all_six = ssd.SSD300_VOC.replace(aspect_ratios=((2, 3),) * 6)
+total_300 = sum(anchors_at_level(k, cfg_all_six) for k in range(cfg_all_six.num_levels))
 ### END SOLUTION
 exercises.check("01_total_anchors", total_300);
 
@@ -356,12 +377,14 @@ exercises.check("01_total_anchors", total_300);
 #   location, n_k anchors per location, f_k²·n_k anchors on level k.
 # - Level k uses two square sizes, $s_k$ and $\sqrt{s_k s_{k+1}}$, so there are 8 box sizes for 7 levels. The
 #   article's sizes are the paper's eq. 4 with $s_{\min}$ = 0.15, $s_{\max}$ = 0.9 over the six levels after
-#   conv4_3 (plus $s_{m+1}$ = 1.05), and conv4_3's own scale 0.07; the paper's VOC models use 0.2 … 0.9 and 0.1.
+#   conv4_3 (plus $s_{m+1}$ = 1.05), and conv4_3's own scale 0.07 — the paper's COCO settings (Sec. 3.4); the
+#   paper's SSD300 on VOC uses 0.2 … 0.9 and 0.1 (Sec. 3.1).
 # - n_k = 2 + 2 × (number of aspect ratios): 4 or 6. SSD512 has 24 564 anchors, SSD300 8 732, two thirds of
 #   SSD512's on its 64×64 map.
 #
 # **Sources:** Liu et al., *SSD: Single Shot MultiBox Detector*, ECCV 2016, [arXiv 1512.02325](https://arxiv.org/abs/1512.02325)
-# (Sec. 2.2, eq. 4; Sec. 3.1); the article *The Hero Rises: Build Your Own SSD* (Allegro AI blog, 2020).
+# (Sec. 2.2, eq. 4; Sec. 3.1; Sec. 3.4); the authors' released code,
+# [weiliu89/caffe, branch ssd](https://github.com/weiliu89/caffe/tree/ssd); the article *The Hero Rises: Build Your Own SSD* (Allegro AI blog, 2020).
 #
 # **Next:** [02_anchor_tiling.ipynb](02_anchor_tiling.ipynb) places these anchors on every cell of
 # every feature map and turns the counts into boxes.

@@ -153,7 +153,8 @@ assert torch.allclose(cxcywh_to_xyxy_by_hand(gt_cxcywh), box_convert(gt_cxcywh, 
 #
 # The SSD paper (Sec. 2.2, "Choosing scales and aspect ratios for default boxes") writes the centre as
 # $\big(\tfrac{i+0.5}{|f_k|}, \tfrac{j+0.5}{|f_k|}\big)$ with $i, j \in [0, |f_k|)$, in units of the image side,
-# where $|f_k|$ is the side of the k-th feature map. **Its i is the x index** (the first coordinate of the centre),
+# where $|f_k|$ is the side of the k-th feature map. The paper does not say which index goes with which axis;
+# reading its centre as (x, y), **its i is the x index** (the first coordinate of the centre),
 # so the paper's $(i, j)$ is our $(j, i)$: our row i goes with y, our column j with x, as in a tensor `[..., i, j]`.
 # Multiplying by 512 gives the same pixels as above, because `f_k × step_k = 512`.
 
@@ -242,9 +243,11 @@ for ax, (level, i, j) in zip(axes, [(0, 52, 10), (1, 11, 15)]):
 # ## All boxes of one level
 #
 # Level 4 is a 4×4 map with 6 anchors per cell: 96 boxes. Drawn all at once, coloured by shape d, they
-# show the pattern that repeats at every cell — and that anchors are **not clipped**: near the border
-# they reach far outside the image (the grey frame below is the image edge). SSD keeps them as they are;
-# only the final detections are clipped to the image.
+# show the pattern that repeats at every cell — and that anchors are **not clipped**: they reach far outside
+# the image (the grey frame below is the image edge), and not only at the border cells: on this coarse level the
+# long 3:1 and 1:3 boxes of the inner cells leave the image too. The cell after the figure counts them per level.
+# This package keeps the anchors as they are — a choice of this package: the authors' Caffe code does not clip its
+# default boxes either, some PyTorch ports do; only the final detections are clipped to the image.
 
 # %%
 level = 4
@@ -315,7 +318,8 @@ assert torch.allclose(all_mine, anchors)
 # ## The order: which flat index is anchor (k, i, j, d)?
 #
 # The model flattens its predictions in exactly this order (notebook 03), so prediction number `a` belongs
-# to anchor number `a`. Going from (level k, row i, column j, shape d) to the flat index is a mixed-radix number:
+# to anchor number `a`. Going from (level k, row i, column j, shape d) to the flat index is a mixed-radix number
+# (like a clock time h:mm:ss, whose digits each have their own base: here n_k for d and f_k for j):
 # skip the anchors of the earlier levels, then `i·f_k + j` locations of n_k anchors each, then `d`.
 # Going back is `divmod`. Here is the way back for a few indices:
 
@@ -341,7 +345,7 @@ for index in [0, 1, 3, 4, 256, 16383, 16384, 23138, 24563]:
 #
 # Write `flat_index(k, i, j, d, cfg)`, the inverse of `locate`, for any config. Use `cfg.anchors_per_level`,
 # `cfg.feature_map_sizes` and `cfg.anchors_per_location` of the `cfg` it is given: the check tries SSD512, SSD300
-# and TINY_SHAPES. (Hint: `exercises.hint("02_flat_index")`.)
+# and `ssd.TINY_SHAPES` (the small preset for the shapes dataset, used from notebook 05 on). (Hint: `exercises.hint("02_flat_index")`.)
 
 # %% tags=["nbval-check-output"]
 def flat_index(k, i, j, d, cfg=ssd.SSD512_VOC):
@@ -356,14 +360,14 @@ exercises.check("02_flat_index", flat_index);
 # %% [markdown]
 # ### Exercise 2: one anchor's shape
 #
-# What are `(w, h)` in pixels of the **standing 1:3** anchor of level 2 of SSD512? Compute it from
+# What are `(w, h)` in pixels of the **standing 1:3** anchor of level 4 of SSD512? Compute it from
 # `cfg.box_sizes` with the rule above (not by reading `level_box_shapes`) and store it as a tuple
 # `box_1to3 = (w, h)`.
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
-s_2 = cfg.box_sizes[2]
-box_1to3 = (s_2 / math.sqrt(3), s_2 * math.sqrt(3))
+s_4 = cfg.box_sizes[4]
+box_1to3 = (s_4 / math.sqrt(3), s_4 * math.sqrt(3))
 ### END SOLUTION
 exercises.check("02_box_1to3", box_1to3);
 
@@ -450,8 +454,10 @@ ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8);
 #
 # ## Which anchors fit an object?
 #
-# Training will call an anchor *positive* for an object when their IoU is at least 0.5 (SSD paper, Sec. 2.2
-# "Matching strategy"; notebook 05 does the full matching). `box_iou` gives the `[A, M]` IoU table between all
+# Training matches anchors to objects in two steps (SSD paper, Sec. 2.2 "Matching strategy"): first every
+# ground-truth box gets its single best anchor, whatever the IoU; then every other anchor whose IoU with a box is
+# at least 0.5 (`cfg.iou_threshold`) is a *positive* for it too. Notebook 05 does the full matching; here we look at
+# the second step only. `box_iou` gives the `[A, M]` IoU table between all
 # anchors and the M ground-truth boxes, both in `xyxy`.
 
 # %% tags=["nbval-check-output"]
@@ -476,7 +482,9 @@ for m, box in enumerate(gt_boxes.tolist()):
 # 38 × 7 = 266 pixels: a **34-pixel band** along the right and bottom edges belongs to no level-0 cell, and the
 # last centre sits at 262.5 px, **37.5 px** from the edge (the number notebooks 01 and 04 quote: it is measured
 # from the last centre, the 34 px from the end of the cells). The original SSD300 (the authors' released code, which `ssd.SSD300_VOC`
-# follows) uses step 8 instead: its cells reach 304 px, slightly past the edge. The paper's own formula,
+# follows) uses the steps of column "orig": on level 0 (step 8) its cells reach 304 px, slightly past the edge,
+# but on the 10×10 and 5×5 maps they reach 10 × 32 = 5 × 64 = 320 px, and the last centre of the 10×10 map,
+# 304.0 px, lies outside the 300-px image. The paper's own formula,
 # centres at $\tfrac{j+0.5}{|f_k|}$ of the image side, amounts to the fractional step `300 / 38`, which makes
 # the cells tile the image exactly. The table compares the three (column "orig": the original code's steps).
 
@@ -528,14 +536,18 @@ print(f"{len(boxes300)} anchors; last level-0 centre: ({last_cx:.2f}, {last_cy:.
 # their flat index, size and IoU with the dashed ground-truth box (the image's largest object). It is a thin
 # layer over a plain function, `widgets.anchor_explorer_view`, which also gives the static picture below:
 # the 6 anchors of level 2 at the cell under the large square. Anchors that reach past the image border are
-# drawn as they are (SSD does not clip them); a dotted outline marks a box with a side longer than the whole
-# image (or shorter than 1 px), such as the 652-px-wide 2:1 box of level 6.
+# drawn as they are (this package does not clip them); a dotted outline marks a box with a side longer than the
+# whole image (or shorter than 1 px), such as the 652-px-wide 2:1 box of level 6. The widget's table has a column
+# "fits image" for the same test: True means the box's sides are at most the image side (and at least 1 px), **not**
+# that the box lies inside the image. Below, d=1 (188 px wide, centred at x = 432) ends at x = 526.1 > 512 and
+# still "fits".
 
 # %% tags=["nbval-check-output"]
 largest = gt_boxes[((gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])).argmax()]
 fig, rows = widgets.anchor_explorer_view("ssd512_voc", level=2, row=13, col=13, image=image, gt_box_xyxy=largest)
 for r in rows:
-    print(f"d={r['k']} index {r['index']} {r['shape']:<9} {r['w']:6.1f} x {r['h']:6.1f}  IoU {r['iou']:.3f}")
+    print(f"d={r['k']} index {r['index']} {r['shape']:<9} {r['w']:6.1f} x {r['h']:6.1f}  IoU {r['iou']:.3f}  "
+          f"x from {r['cx'] - r['w'] / 2:5.1f} to {r['cx'] + r['w'] / 2:5.1f}  fits image {r['fits']}")
 
 # %%
 fig
@@ -561,14 +573,15 @@ widgets.anchor_explorer_widget("ssd512_voc", level=2, row=13, col=13, seed=IMAGE
 # **Task.** The explorer opens on the cell under the centre of the large square (level 2, row 13, column 13).
 # Keep the cell under that centre while you change the level (at level k the cell is row
 # `i = int(cy // step_k)`, column `j = int(cx // step_k)`; the square's centre (cx, cy) is printed in "Two ways to
-# write a box" above) and find the level k whose anchors reach the **highest IoU** with the dashed box. Store it
-# in `best_level`. (The widget's table calls the shape index "k"; it is our d.)
+# write a box" above) and compare the best IoU with the dashed box that each level reaches there. Level 2 is
+# the best (its s_2 = 153.6 px is closest to the square's 159 px); which level k comes **second**? Store it in
+# `runner_up_level`. (The widget's table calls the shape index "k"; it is our d.)
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
-best_level = 2
+runner_up_level = 3
 ### END SOLUTION
-exercises.check("02_explorer_best_level", best_level);
+exercises.check("02_explorer_best_level", runner_up_level);
 
 # %% [markdown]
 # ## Which anchors does a box catch?
@@ -594,9 +607,11 @@ widgets.positive_anchors_widget("ssd512_voc", seed=IMAGE_SEED, index=IMAGE_INDEX
 
 # %% [markdown]
 # **Task.** The widget opens on a 64 × 64 square centred at (260, 260), the centre of a level-0 cell. Keep
-# w = h and shrink the square one pixel at a time: what is the **smallest side** (whole pixels) for which at
-# least one anchor still has IoU ≥ 0.5? Store it in `smallest_side`. Then explain it with the IoU formula: a
-# box inside an anchor of the same centre has IoU = (box area) / (anchor area).
+# w = h and shrink the square: what is the **smallest side** (whole pixels) for which at least one anchor still
+# has IoU ≥ 0.5? The sliders move in steps of 4 px, so type each side into the number box at the right of the
+# slider (click it, type, press Enter), and set both "width" and "height", which are separate sliders. Store the
+# side in `smallest_side`. Then explain it with the IoU formula: a box inside an anchor of the same centre has
+# IoU = (box area) / (anchor area).
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
@@ -605,16 +620,27 @@ smallest_side = 26
 exercises.check("02_smallest_square", smallest_side);
 
 # %% [markdown]
+# Why that side: the box and the level-0 square anchor share their centre, so IoU = side² / s_0², which is at
+# least 0.5 when side ≥ √0.5 · s_0.
+
+# %% tags=["nbval-check-output"]
+side_min = math.sqrt(0.5) * cfg.box_sizes[0]
+print(f"sqrt(0.5) * s_0 = sqrt(0.5) * {cfg.box_sizes[0]} = {side_min:.2f} px -> smallest whole side "
+      f"{math.ceil(side_min)} px")
+
+# %% [markdown]
 # ## Recap
 #
 # - Boxes are `xyxy` (corners) or `cxcywh` (centre and size); IoU = intersection / union, built by hand and
 #   equal to `torchvision.ops.box_iou`.
 # - Level k lays an `f_k × f_k` grid over the image; cell (i, j) spans `step_k` pixels and its anchors are
-#   centred at `((j + 0.5)·step_k, (i + 0.5)·step_k)` — row i over y, column j over x (the paper's i is our j).
+#   centred at `((j + 0.5)·step_k, (i + 0.5)·step_k)` — row i over y, column j over x (reading the paper's
+#   centre as (x, y), its i is our j).
 # - Each location has 2 squares ($s_k$ and $\sqrt{s_k s_{k+1}}$) and a lying and a standing box per aspect
 #   ratio, with the area of the $s_k$ square: 4 or 6 anchors.
 # - `default_boxes(cfg)` is `[A, 4]` cxcywh in pixels, not clipped, ordered level → row i → column j → shape
-#   d; the flat index of (k, i, j, d) is `offset_k + (i·f_k + j)·n_k + d`.
+#   d; the flat index of (k, i, j, d) is `offset_k + (i·f_k + j)·n_k + d`, where `offset_k =
+#   sum(cfg.anchors_per_level[:k])` counts the anchors of the levels before k.
 # - Together the 24 564 anchors of SSD512 cover every pixel over 100 times, and each object size finds
 #   anchors with IoU ≥ 0.5 on the level whose sizes match it.
 # - Steps must tile the image: at 300 px `300 // fm` leaves a band without centres; a fractional

@@ -110,17 +110,27 @@ def test_learner_function_that_raises_is_reported_not_raised(capsys):
     assert "k=2" in out and "IndexError" in out
 
 
-@pytest.mark.parametrize("answer", [8732, 8732.0, torch.tensor(8732), np.int64(8732)])
+@pytest.mark.parametrize("answer", [11640, 11640.0, torch.tensor(11640), np.int64(11640),
+                                    6 * (38**2 + 19**2 + 10**2 + 5**2 + 3**2 + 1**2)])
 def test_total_anchors_right(answer, capsys):
     assert exercises.check("01_total_anchors", answer) is True
     assert "correct" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("answer, needle", [(8731, "off by one"), (24564, "SSD512"), ("8732", "str"), ([8732], "list"),
-                                            (True, "bool")])
+@pytest.mark.parametrize("answer, needle", [(11639, "off by one"), (8732, "SSD300_VOC's own total"),
+                                            (24564, "SSD512"), ("11640", "str"), ([11640], "list"), (True, "bool")])
 def test_total_anchors_wrong(answer, needle, capsys):
     assert exercises.check("01_total_anchors", answer) is False
-    assert needle in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert needle in out and "11640" not in out.replace(repr(answer), ""), out
+
+
+def test_total_anchors_hand_worked():
+    from ssd_tutorial.exercises.nb01 import _all_six_300
+
+    cfg = _all_six_300()
+    assert cfg.anchors_per_location == (6,) * 6
+    assert cfg.num_anchors == 6 * (1444 + 361 + 100 + 25 + 9 + 1) == 11640
 
 
 def test_unknown_name_lists_valid_names(capsys):
@@ -137,7 +147,7 @@ def test_hint_and_solution_print(capsys):
     assert exercises.hint("01_anchors_per_level") is None
     assert "2 + 2*len(ratios)" in capsys.readouterr().out
     exercises.solution("01_total_anchors")
-    assert "8732" in capsys.readouterr().out
+    assert "11640" in capsys.readouterr().out
 
 
 def test_solutions_pass_their_own_checks(capsys):

@@ -100,27 +100,28 @@ def test_flat_index_not_a_function_or_raising(capsys):
 # --- 02_box_1to3 ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("answer", [(88.68, 266.04), [153.6 / math.sqrt(3), 153.6 * math.sqrt(3)],
-                                    torch.tensor([88.681, 266.043]), np.array([88.681, 266.043]),
-                                    (153.6 * 3 ** -0.5, 153.6 * 3 ** 0.5)])  # fmt: skip
+@pytest.mark.parametrize("answer", [(177.36, 532.09), [307.2 / math.sqrt(3), 307.2 * math.sqrt(3)],
+                                    torch.tensor([177.362, 532.086]), np.array([177.362, 532.086]),
+                                    (307.2 * 3 ** -0.5, 307.2 * 3 ** 0.5)])  # fmt: skip
 def test_box_1to3_right(answer, capsys):
     assert exercises.check("02_box_1to3", answer) is True
 
 
 @pytest.mark.parametrize("answer, needle", [
-    ((266.04, 88.68), "lying 3:1 box"),
-    ((51.2, 460.8), "use sqrt(3)"),
-    ((math.sqrt(153.6 * 230.4) / math.sqrt(3), math.sqrt(153.6 * 230.4) * math.sqrt(3)), "not s'_k"),
-    ((88.0, 266.0), "w (88.00 px) is too small; h (266.00 px) is too small"),
-    ((88.68,), "two numbers"),
-    ("88.68, 266.04", "two numbers"),
+    ((532.09, 177.36), "lying 3:1 box"),
+    ((102.4, 921.6), "use sqrt(3)"),
+    ((math.sqrt(307.2 * 384.0) / math.sqrt(3), math.sqrt(307.2 * 384.0) * math.sqrt(3)), "not s'_k"),
+    ((177.0, 532.0), "w (177.00 px) is too small; h (532.00 px) is too small"),
+    ((88.68, 266.04), "too small"),  # level 2's box, printed earlier in the notebook
+    ((177.36,), "two numbers"),
+    ("177.36, 532.09", "two numbers"),
     ((None, 1.0), "should be numbers"),
 ])  # fmt: skip
 def test_box_1to3_wrong(answer, needle, capsys):
     out = _fails("02_box_1to3", answer, capsys)
     assert needle in out and "should be (" not in out and "expected" not in out, out
-    if len(answer) == 2 and None not in answer and answer != (266.04, 88.68):  # not the learner's own numbers
-        assert "88.68" not in out.replace("(88.68,)", "") and "266.04" not in out, out
+    if len(answer) == 2 and None not in answer and answer != (532.09, 177.36):  # not the learner's own numbers
+        assert "177.36" not in out.replace("(177.36,)", "") and "532.09" not in out, out
 
 
 # --- 02_anchor_center -----------------------------------------------------------------------------------------------
@@ -209,15 +210,19 @@ def test_explorer_best_level_by_hand():
     inter = (501 - 355.2) * (497 - 355.2)
     assert best[2] == pytest.approx(inter / (159 ** 2 + 153.6 ** 2 - inter), rel=1e-5)
     assert max(range(len(best)), key=lambda k: best[k]) == 2
+    # the runner-up, the answer: level 3 (s_3 = 230.4, IoU 0.476) just ahead of level 1 (s_1 = 76.8, IoU 0.467)
+    assert sorted(range(len(best)), key=lambda k: -best[k])[:3] == [2, 3, 1]
+    assert best[3] == pytest.approx(0.4762, abs=1e-4) and best[1] == pytest.approx(0.4666, abs=1e-4)
 
 
-@pytest.mark.parametrize("answer", [2, 2.0, torch.tensor(2), np.int64(2)])
+@pytest.mark.parametrize("answer", [3, 3.0, torch.tensor(3), np.int64(3)])
 def test_explorer_best_level_right(answer, capsys):
     assert exercises.check("02_explorer_best_level", answer) is True
 
 
-@pytest.mark.parametrize("answer, needle", [(1, "level 1 at that cell has IoU"), (3, "another level does better"),
-                                            (7, "levels 0 … 6"), (1.5, "level number"), ("2", "level number")])
+@pytest.mark.parametrize("answer, needle", [(1, "level 1 at that cell has IoU"), (2, "runner-up"),
+                                            (4, "another level does better"), (7, "levels 0 … 6"),
+                                            (1.5, "level number"), ("3", "level number")])
 def test_explorer_best_level_wrong(answer, needle, capsys):
     out = _fails("02_explorer_best_level", answer, capsys)
-    assert needle in out and "0.733" not in out, out
+    assert needle in out and "0.476" not in out, out

@@ -58,20 +58,32 @@ def _takes_two(k: int, cfg: Any) -> None:
     raise TypeError("anchors_at_level should take two arguments, (k, cfg), so it works for any config")
 
 
+def _all_six_300() -> Any:
+    """SSD300_VOC with aspect ratios (2, 3) on every level: 6 anchors per location everywhere."""
+    from ..config import SSD300_VOC
+
+    return SSD300_VOC.replace(aspect_ratios=((2, 3),) * SSD300_VOC.num_levels)
+
+
 @register(
     "01_total_anchors",
-    question="How many anchors does SSD300_VOC (the SSD paper's SSD300) have in all?",
-    hint="Sum f_k^2 * (2 + 2*len(ratios_k)) over the 6 levels; feature maps 38, 19, 10, 5, 3, 1 "
-    "with 4, 6, 6, 6, 4, 4 anchors per location.",
+    question="How many anchors in all does SSD300_VOC have when every level uses the aspect ratios (2, 3), i.e. "
+    "ssd_tutorial.SSD300_VOC.replace(aspect_ratios=((2, 3),) * 6)?",
+    hint="Sum f_k^2 * (2 + 2*len(ratios_k)) over the 6 levels; feature maps 38, 19, 10, 5, 3, 1, and now every "
+    "level has 2 + 2*2 = 6 anchors per location. Your anchors_at_level(k, cfg) does it with the new cfg.",
     solution="""
-cfg = ssd_tutorial.SSD300_VOC
-sum(fm * fm * (2 + 2 * len(r)) for fm, r in zip(cfg.feature_map_sizes, cfg.aspect_ratios))  # 8732
+cfg = ssd_tutorial.SSD300_VOC.replace(aspect_ratios=((2, 3),) * 6)
+# with your anchors_at_level: sum(anchors_at_level(k, cfg) for k in range(cfg.num_levels))
+sum(fm * fm * (2 + 2 * len(r)) for fm, r in zip(cfg.feature_map_sizes, cfg.aspect_ratios))  # 11640
 """,
 )
 def _check_total_anchors(answer: Any) -> str | None:
     from ..config import SSD300_VOC, SSD512_VOC
 
-    problem = compare_number(SSD300_VOC.num_anchors, answer, what="the total")
-    if problem is not None and _as_number(answer) == SSD512_VOC.num_anchors:
-        problem += " (that is SSD512's total; this asks for SSD300_VOC)"
+    problem = compare_number(_all_six_300().num_anchors, answer, what="the total")
+    got = _as_number(answer)
+    if problem is not None and got == SSD300_VOC.num_anchors:
+        problem += " (that is SSD300_VOC's own total, with ratios (2,) on levels 0, 4 and 5; use the replaced cfg)"
+    elif problem is not None and got == SSD512_VOC.num_anchors:
+        problem += " (that is SSD512's total; this asks for SSD300 with ratios (2, 3) everywhere)"
     return problem

@@ -111,20 +111,23 @@ def _positional(answer: Any, count: int, message: str) -> Any:
     return lambda **kwargs: answer(*kwargs.values())
 
 
+BOX_1TO3_LEVEL = 4  # the level the exercise asks about (notebook 02 prints level 2's shapes before it)
+
+
 def _standing_box(s_k: float, ratio: float) -> tuple[float, float]:
     return s_k / math.sqrt(ratio), s_k * math.sqrt(ratio)
 
 
 @register(
     "02_box_1to3",
-    question="What are the width and height in pixels, (w, h), of the standing 1:3 anchor of level 2 of SSD512_VOC? "
+    question="What are the width and height in pixels, (w, h), of the standing 1:3 anchor of level 4 of SSD512_VOC? "
     "Give two numbers (to 0.01 px).",
-    hint="Level 2 has s_k = cfg.box_sizes[2] = 153.6. A ratio r gives boxes of the same area as the s_k square: "
+    hint="Level 4 has s_k = cfg.box_sizes[4]. A ratio r gives boxes of the same area as the s_k square: "
     "the lying one s_k*sqrt(r) wide and s_k/sqrt(r) tall, the standing one the other way round.",
     solution="""
-s_k = ssd_tutorial.SSD512_VOC.box_sizes[2]          # 153.6
-w, h = s_k / math.sqrt(3), s_k * math.sqrt(3)      # (88.68, 266.04): standing, so w < h
-ssd_tutorial.level_box_shapes(ssd_tutorial.SSD512_VOC, 2)[5]  # the same pair, k = 5
+s_k = ssd_tutorial.SSD512_VOC.box_sizes[4]          # 307.2
+w, h = s_k / math.sqrt(3), s_k * math.sqrt(3)      # (177.36, 532.09): standing, so w < h
+ssd_tutorial.level_box_shapes(ssd_tutorial.SSD512_VOC, 4)[5]  # the same pair, d = 5
 """,
 )
 def _check_box_1to3(answer: Any) -> str | None:
@@ -137,7 +140,7 @@ def _check_box_1to3(answer: Any) -> str | None:
     if None in numbers:
         return f"w and h should be numbers, got {values!r}"
     w, h = numbers
-    s_k, s_next = SSD512_VOC.box_sizes[2], SSD512_VOC.box_sizes[3]
+    s_k, s_next = SSD512_VOC.box_sizes[BOX_1TO3_LEVEL], SSD512_VOC.box_sizes[BOX_1TO3_LEVEL + 1]
     want_w, want_h = _standing_box(s_k, 3.0)
 
     def close(a: float, b: float) -> bool:
@@ -310,16 +313,22 @@ def _best_iou_per_level() -> list[float]:
     return best
 
 
+def _levels_by_iou() -> list[int]:
+    """SSD512_VOC's levels, best IoU at the cell under the large square's centre first."""
+    best = _best_iou_per_level()
+    return sorted(range(len(best)), key=lambda k: -best[k])
+
+
 @register(
     "02_explorer_best_level",
     question="With the anchor explorer (SSD512_VOC, the notebook's image): at the cell under the centre of the large "
-    "square, which level k has the anchor with the highest IoU with the dashed box?",
+    "square, level 2 has the anchor with the highest IoU with the dashed box. Which level k comes second?",
     hint="For each level k, move the row and column sliders to the cell under the box's centre (row i = cy // step_k, "
-    "column j = cx // step_k) and read the largest IoU in the table. Which s_k is closest to the square's side?",
+    "column j = cx // step_k) and read the largest IoU in the table. Compare the best IoU of every level but 2.",
     solution="""
 from ssd_tutorial.exercises.nb02 import _best_iou_per_level
 best = _best_iou_per_level()          # best IoU at the cell under the centre, per level
-max(range(len(best)), key=lambda k: best[k])
+sorted(range(len(best)), key=lambda k: -best[k])[1]
 """,
 )
 def _check_explorer_best_level(answer: Any) -> str | None:
@@ -327,10 +336,13 @@ def _check_explorer_best_level(answer: Any) -> str | None:
     if got is None or not float(got).is_integer():
         return f"the answer should be a level number k (an int), got {_describe(answer)}: {answer!r}"
     best = _best_iou_per_level()
+    order = _levels_by_iou()
     k = int(got)
     if not 0 <= k < len(best):
         return f"SSD512_VOC has levels 0 … {len(best) - 1}, got {k}"
-    if best[k] == max(best):
+    if k == order[1]:
         return None
+    if k == order[0]:
+        return f"level {k} is the best level; the question asks for the runner-up"
     return (f"the best anchor of level {k} at that cell has IoU {best[k]:.3f} with the box; another level does "
             "better. Look at each level's table")  # fmt: skip
