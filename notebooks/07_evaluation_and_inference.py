@@ -22,12 +22,18 @@
 # # 07 — Evaluation and inference
 #
 # How good is a trained SSD, and how do we know? This notebook runs a trained detector on images it has never
-# seen and measures it the way detection papers do: the PASCAL VOC rule and its average precision (the official
-# [VOC2007 devkit](http://host.robots.ox.ac.uk/pascal/VOC/voc2007/), whose `VOCevaldet.m` the package follows)
-# and COCO's mAP ([COCO detection evaluation](https://cocodataset.org/#detection-eval), computed with
+# seen and measures it the way detection papers do. The measure is **average precision** (AP): for one class, the
+# area under its precision–recall curve (both explained below); **mAP**, the *mean* average precision, is the mean
+# of the per-class APs. We compute it by the PASCAL VOC rule (the official
+# [VOC2007 devkit](http://host.robots.ox.ac.uk/pascal/VOC/voc2007/), whose `VOCevaldet.m` the package follows,
+# except for the devkit's +1-pixel box areas: the package uses continuous coordinates; Everingham et al., "The
+# PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010, for the 11-point AP, and Everingham et al., "The PASCAL
+# Visual Object Classes Challenge: A Retrospective", IJCV 2015, for the all-point AP used since VOC2010) and by
+# COCO's rule ([COCO detection evaluation](https://cocodataset.org/#detection-eval), computed with
 # [pycocotools](https://github.com/cocodataset/cocoapi)). The SSD paper (Liu et al. 2016,
 # [arXiv:1512.02325](https://arxiv.org/abs/1512.02325)) reports both; the article this series follows ("The Hero
-# Rises: Build Your Own SSD", Allegro AI blog, 2020) trains on COCO and reports COCO's AP at IoU 0.5 after every
+# Rises: Build Your Own SSD", Allegro AI blog, 2020) trains on COCO and reports COCO's AP at an IoU
+# (intersection over union: the area two boxes share divided by the area they cover together) of 0.5 after every
 # epoch.
 #
 # **Which model?** Not the one you trained in notebook 06. The model evaluated here is the checkpoint shipped
@@ -108,8 +114,8 @@ cfg = model.cfg
 print(f"{cfg.name}: {cfg.image_size}x{cfg.image_size} input, classes {cfg.class_names}")
 print(f"{cfg.num_anchors} anchors, {sum(p.numel() for p in model.parameters()):,} parameters, "
       f"training mode: {model.training}")
-print(f"post-processing: score > {cfg.score_threshold}, NMS IoU {cfg.nms_threshold}, "
-      f"at most {cfg.max_detections} detections per image")
+print(f"post-processing: score > {cfg.score_threshold}, the best {cfg.pre_nms_top_k} per class, "
+      f"NMS IoU {cfg.nms_threshold}, at most {cfg.max_detections} detections per image")
 
 # %% [markdown]
 # ## Held-out images
@@ -131,7 +137,8 @@ print(f"images {list(images.shape)}, {num_objects} objects, "
 # Inference has two stages. `model.forward_heads` is the network: for every one of the A anchors it gives
 # 4 box offsets and C class logits. `decode_detections` is cheap arithmetic after it: decode the offsets
 # into boxes, softmax the logits, drop scores ≤ `score_threshold`, keep the `pre_nms_top_k` best per class,
-# run NMS per class, keep the best `max_detections`. Calling `model(images)` in eval mode does both.
+# run **non-maximum suppression** (NMS) per class (of two boxes of the same class that overlap by more than
+# `nms_threshold` IoU, drop the lower-scored one), keep the best `max_detections`. Calling `model(images)` in eval mode does both.
 #
 # We keep the raw head outputs of all held-out images, so trying other thresholds later costs milliseconds.
 
@@ -161,7 +168,8 @@ for mine, theirs in zip(detections[:BATCH_SIZE], direct):
 print("decode_detections(forward_heads(images)) == model(images)")
 
 # %% [markdown]
-# Evaluation keeps every detection above 0.01 because average precision rewards a complete ranked list (more on
+# Evaluation keeps every detection above 0.01 because average precision (AP, the area under the precision–recall
+# curve, defined below) rewards a complete ranked list (more on
 # that below). The printed counts say what that list looks like for this model: more than half of the detections
 # per image score 0.5 or more, about as many as there are objects, and the rest is a tail of low-scored guesses.
 # To *look* at the results we keep only the confident ones, score ≥ 0.5. Ground truth is dashed white.
@@ -173,7 +181,8 @@ viz.plot_detections(images[:8], detections[:8], targets[:8], class_names=cfg.cla
 # %% [markdown]
 # ## When is a detection right? The PASCAL VOC rule
 #
-# The rule of the VOC devkit (`VOCevaldet.m`), per class and per image: visit the detections by descending score;
+# The rule of the VOC devkit (`VOCevaldet.m`, which the package follows except for the devkit's +1-pixel box
+# areas: continuous coordinates here), per class and per image: visit the detections by descending score;
 # for each, find its **best** ground-truth box of its class (highest IoU). If that IoU is ≥ 0.5 and the box has
 # not been claimed yet, the detection is a **true positive** (TP) and claims the box. If the box was already
 # claimed by a more confident detection, it is a **false positive** (FP), a *duplicate*. An IoU below 0.5 (or no
@@ -246,8 +255,9 @@ for label, curve in curves.items():
 #
 # VOC's annotators marked objects that are hard to recognise (very small, heavily occluded or truncated) as
 # `difficult`. The devkit neither rewards nor punishes a detector on them: difficult boxes are not counted among
-# the ground-truth boxes (so missing one does not lower the recall), and a detection whose best box is difficult is
-# **ignored**, neither TP nor FP. `ShapesDataset` has no difficult boxes; the VOC loader of the package puts the
+# the ground-truth boxes (so missing one does not lower the recall), and a detection whose best box is difficult
+# **and** reaches IoU ≥ 0.5 with it is **ignored**, neither TP nor FP (below 0.5 it is a false positive like any
+# other). `ShapesDataset` has no difficult boxes; the VOC loader of the package puts the
 # flags in `targets[i]["difficult"]` (a bool tensor), and `mean_average_precision` / `precision_recall_curve`
 # follow the rule. Here is image 12 again, for its class with the most boxes: once as annotated, and once with the
 # box that the class's best detection claims marked difficult:
@@ -276,7 +286,8 @@ for name, t in (("as annotated", tgt), (f"box {hard_box} difficult", marked)):
 # ### Exercise: the TP/FP verdict
 #
 # Write `verdicts(det_boxes, gt_boxes, difficult)` for the detections of **one class in one image**:
-# `det_boxes` `Tensor[N, 4]` sorted by descending score, `gt_boxes` `Tensor[M, 4]` the ground truth of that class,
+# `det_boxes` `Tensor[N, 4]` (xyxy pixels) sorted by descending score, `gt_boxes` `Tensor[M, 4]` (xyxy pixels) the
+# ground truth of that class,
 # `difficult` `Tensor[M]` bool. Return a list of N strings, `"TP"`, `"FP"` or `"ignored"`, by the devkit's rule
 # above (look only at each detection's best box). The checker tries duplicates, an IoU of exactly 0.5, a
 # difficult box, an image without ground truth and one without detections.
@@ -323,19 +334,21 @@ for label in sorted(set(det["labels"].tolist())):
 # %% [markdown]
 # ## Precision and recall
 #
-# Walk down the detections of one class by descending score. After the k-th detection,
+# Walk down the detections of one class by descending score. After the k-th detection (k is its rank, 1 for the
+# best),
 #
 # $$\text{precision}_k = \frac{TP_k}{k}, \qquad \text{recall}_k = \frac{TP_k}{\text{number of ground-truth boxes}}.$$
 #
-# Recall can only grow; precision drops at every false positive and rises at every true positive, so the
-# curve zig-zags. A detector that ranks all its true positives before its false positives keeps precision 1
+# Recall can only grow; precision drops at every false positive and rises (or stays at 1) at every true positive,
+# so the curve zig-zags. A detector that ranks all its true positives before its false positives keeps precision 1
 # until recall stops growing.
 #
 # ### Exercise: precision and recall after each detection
 #
 # Write `precision_recall(tp, num_gt)`: `tp` is a list of booleans, the detections of one class by
 # descending score (`True` = true positive), and `num_gt` the number of ground-truth boxes of that class.
-# Return `(precision, recall)`, two 1-D tensors of length `len(tp)`. Hint: `exercises.hint("07_precision_recall")`.
+# Return `(precision, recall)`, two 1-D tensors of length `len(tp)`. You may assume `num_gt` ≥ 1 (the checker never
+# passes 0: a class without ground truth has no recall, and the package leaves it out of the mAP). Hint: `exercises.hint("07_precision_recall")`.
 
 # %% tags=["nbval-check-output"]
 def precision_recall(tp, num_gt):
@@ -358,12 +371,18 @@ toy_tp = [True, True, False, True, False, False, True, True, False, False]
 toy_precision, toy_recall = precision_recall(toy_tp, num_gt=6)
 print("precision", [round(float(p), 2) for p in toy_precision])
 print("recall   ", [round(float(r), 2) for r in toy_recall])
-viz.plot_pr_curves({1: {"precision": toy_precision, "recall": toy_recall}}, class_names=["", "toy class"])
+fig = viz.plot_pr_curves({1: {"precision": toy_precision, "recall": toy_recall}}, class_names=["", "toy class"])
+ax = fig.axes[0]
+ax.legend(ax.get_lines()[:2], ["toy class: precision after each detection", "interpolated precision"],
+          loc="lower left", fontsize=8)
+fig
 
 # %% [markdown]
 # The package's curves for every class of the model (the legend gives each class's VOC07 11-point AP, computed
-# below). With about 250 detections per class, one more true positive lifts the precision by less than 0.01, so the
-# zig-zag is tiny and the dashed envelope lies on the solid line almost everywhere.
+# below). After k detections, one more true positive changes the precision by at most 1/(k + 1); each class has
+# about 250 detections (printed above), and beyond the first hundred a step is below 0.01, while the top of each
+# list is almost all true positives (precision near 1). So the zig-zag is tiny and the dashed envelope lies on the
+# solid line almost everywhere.
 
 # %%
 voc07 = ssd.mean_average_precision(detections, targets, method="voc07")
@@ -375,10 +394,10 @@ fig
 # %% [markdown]
 # ## Average precision, by hand
 #
-# AP summarises a curve in one number. **PASCAL VOC 2007** samples the interpolated precision at the 11
-# recall levels t = 0, 0.1, …, 1 and averages:
+# AP summarises a curve in one number. **PASCAL VOC 2007** (Everingham et al., IJCV 2010) samples the interpolated
+# precision at the 11 recall levels t_i = i × 0.1, i = 0, 1, …, 10, and averages:
 #
-# $$AP_{11} = \frac{1}{11}\sum_{t \in \{0, 0.1, \dots, 1\}} \max_{k:\ \text{recall}_k \ge t} \text{precision}_k$$
+# $$AP_{11} = \frac{1}{11}\sum_{i=0}^{10} \max_{k:\ \text{recall}_k \ge t_i} \text{precision}_k$$
 #
 # (0 for a t that no point reaches). The official devkit writes exactly this in MATLAB:
 # `for t=0:0.1:1, p=max(prec(rec>=t)); ... ap=ap+p/11; end`. We take the class with the lowest AP, where the
@@ -387,14 +406,14 @@ fig
 # %%
 label = min(voc07["ap_per_class"], key=voc07["ap_per_class"].get)
 precision, recall = curves[label]["precision"], curves[label]["recall"]
-devkit_t = [k * 0.1 if k <= 5 else 1 - (10 - k) * 0.1 for k in range(11)]  # MATLAB's 0:0.1:1, built from both ends
+devkit_t = [i * 0.1 if i <= 5 else 1 - (10 - i) * 0.1 for i in range(11)]  # MATLAB's 0:0.1:1, built from both ends
 sampled = []
 for t in devkit_t:
     reach = recall >= t
     sampled.append(float(precision[reach].max()) if reach.any() else 0.0)
 ap11_by_hand = sum(sampled) / 11
 print(f"class {cfg.class_names[label]}: {len(precision)} detections, final recall {float(recall[-1]):.3f}")
-print("t        " + " ".join(f"{k / 10:5.1f}" for k in range(11)))
+print("t        " + " ".join(f"{i / 10:5.1f}" for i in range(11)))
 print("p_interp " + " ".join(f"{p:5.3f}" for p in sampled))
 print(f"11-point AP by hand: {ap11_by_hand:.4f}; package: {voc07['ap_per_class'][label]:.4f}")
 assert math.isclose(ap11_by_hand, voc07["ap_per_class"][label], rel_tol=1e-12, abs_tol=1e-12)
@@ -402,16 +421,16 @@ assert math.isclose(ap11_by_hand, voc07["ap_per_class"][label], rel_tol=1e-12, a
 # %% [markdown]
 # ### 0.3 is not 0.3: where the way of writing t matters
 #
-# In floating point, `0.1 * 3` is `0.30000000000000004`. MATLAB builds the range `0:0.1:1` from both ends (k · 0.1
-# for the first half, 1 − (10 − k) · 0.1 for the second), so the devkit's 4th threshold is that number, not the
-# double nearest 0.3. py-faster-rcnn's Python port (`voc_eval.py`, `np.arange(0., 1.1, 0.1)`) computes k · 0.1
-# throughout and is also off at 0.6 and 0.7. The three forms agree except when a recall lands **exactly** on one
+# In floating point, `0.1 * 3` is `0.30000000000000004`. MATLAB builds the range `0:0.1:1` from both ends
+# (i × 0.1, not i / 10, for the first half, 1 − (10 − i) × 0.1 for the second), so the devkit's 4th threshold is
+# that number, not the double nearest 0.3 (which `i / 10` gives). py-faster-rcnn's Python port (`voc_eval.py`,
+# `np.arange(0., 1.1, 0.1)`) computes i × 0.1 throughout and is also off at 0.6 and 0.7. The three forms agree except when a recall lands **exactly** on one
 # of those steps, e.g. a class with 10 boxes of which exactly 3 are found:
 
 # %% tags=["nbval-check-output"]
 import numpy as np  # noqa: E402  (only for np.arange, the way py-faster-rcnn writes the thresholds)
 
-forms = {"k / 10": [k / 10 for k in range(11)], "devkit 0:0.1:1": devkit_t,
+forms = {"i / 10": [i / 10 for i in range(11)], "devkit 0:0.1:1": devkit_t,
          "np.arange(0, 1.1, 0.1)": np.arange(0, 1.1, 0.1).tolist()}
 for name, ts in forms.items():
     print(f"{name:<24} t[3] = {ts[3]!r:<21} t[6] = {ts[6]!r:<20} t[7] = {ts[7]!r}")
@@ -421,7 +440,7 @@ for name, ts in forms.items():
     print(f"recall ends at 0.3: AP with {name:<24} {ap:.4f}")
 
 # %% [markdown]
-# With `k / 10` the sample at t = 0.3 counts the precision reached at recall 0.3 (0.75 here); with the devkit's
+# With `i / 10` the sample at t = 0.3 counts the precision reached at recall 0.3 (0.75 here); with the devkit's
 # threshold no point reaches t, and that sample is 0. The package's `method="voc07"` follows the devkit's
 # thresholds exactly. On the model's curves above no recall lands on a step, so all three forms give the same AP:
 
@@ -448,16 +467,18 @@ ax.legend(loc="lower left", fontsize=8);
 # %% [markdown]
 # ### Exercise: the 11-point AP as a function
 #
-# Turn the loop above into `ap11(precision, recall)` (1-D tensors, returns a float). The checker tries it on
-# several curves, two of which end at a recall of exactly 0.3 and 0.7, and accepts any of the three ways of writing
-# t: `k / 10`, the devkit's `0:0.1:1` and `np.arange(0, 1.1, 0.1)`. Hint: `exercises.hint("07_voc07_ap")`.
+# This exercise is the by-hand loop of "Average precision, by hand" above, turned into a function: try to write
+# it without scrolling up, then compare. `ap11(precision, recall)` takes 1-D tensors and returns a float. The
+# checker tries it on several curves, two of which end at a recall of exactly 0.3 and 0.7, where the three ways
+# of writing t give different APs (the cell above); it accepts the result of any one of them, `i / 10`, the
+# devkit's `0:0.1:1` or `np.arange(0, 1.1, 0.1)`, used for all 11 steps. Hint: `exercises.hint("07_voc07_ap")`.
 
 # %% tags=["nbval-check-output"]
 def ap11(precision, recall):
     ### BEGIN SOLUTION
     total = 0.0
-    for k in range(11):
-        reach = recall >= k / 10
+    for i in range(11):
+        reach = recall >= i / 10
         total += float(precision[reach].max()) if bool(reach.any()) else 0.0
     return total / 11
     ### END SOLUTION
@@ -466,7 +487,7 @@ def ap11(precision, recall):
 exercises.check("07_voc07_ap", ap11);
 
 # %% [markdown]
-# **All-point AP** (VOC 2010 onwards) integrates the interpolated curve exactly instead of sampling it: the
+# **All-point AP** (VOC2010 onwards; Everingham et al., IJCV 2015) integrates the interpolated curve exactly instead of sampling it: the
 # area under the dashed staircase, summed over the recall steps.
 
 # %%
@@ -538,12 +559,20 @@ for nms in (0.3, 0.45, 0.6, 0.8, 1.0):
     n = threshold_numbers(kept, targets)
     print(f"{nms:>8.2f} {n['detections_per_image']:>8.2f} {n['true_positives']:>5} {n['false_positives']:>5} "
           f"{n['precision']:>10.3f} {n['recall']:>8.3f}")
+no_nms = threshold_detections(loc_preds, cls_logits, model.anchors, cfg, score_threshold=0.5, nms_threshold=1.0)
+fp_kinds = {kind: 0 for kind in ("duplicate", "localisation", "wrong class", "background")}
+for d, t in zip(no_nms, targets):
+    for verdict, _ in judge_image(d, t)[0]:
+        if verdict != "TP":
+            fp_kinds[verdict] += 1
+print(f"false positives at NMS 1.00 by kind: {fp_kinds}")
 
 # %% [markdown]
 # Move the sliders to redraw the detections of four images and the numbers over all held-out images
 # (the picture below the widget is the same view at score 0.5 and NMS 0.45, for readers without a kernel).
 # Try NMS 1.0 (no suppression at all) and watch the false positives: in the table above they grow from
-# 9 to about 600 while the true positives stay the same, so every new one is a duplicate.
+# 9 to about 600 while the true positives stay the same; the last line of the table counts them by kind at
+# NMS 1.0: almost every new one is a duplicate.
 
 # %% tags=["nbval-ignore-output"]
 threshold_widget(images, loc_preds, cls_logits, targets, cfg, anchors_cxcywh=model.anchors)
@@ -565,8 +594,8 @@ fig
 # %%
 false_positives = []  # (score, image, detection index, verdict, IoU)
 missed = []  # (size, image, gt index, best score of an overlapping detection of its class)
-for b, ((verdicts, _), det, tgt) in enumerate(zip(judged, detections, targets)):
-    for n, (verdict, best_iou) in enumerate(verdicts):
+for b, ((image_verdicts, _), det, tgt) in enumerate(zip(judged, detections, targets)):
+    for n, (verdict, best_iou) in enumerate(image_verdicts):
         if verdict != "TP":
             false_positives.append((float(det["scores"][n]), b, n, verdict, best_iou))
     confident = det["scores"] >= 0.5
@@ -578,7 +607,8 @@ for b, ((verdicts, _), det, tgt) in enumerate(zip(judged, detections, targets)):
         side = float((tgt["boxes"][m, 2:] - tgt["boxes"][m, :2]).prod().sqrt())
         missed.append((side, b, m, best))
 false_positives.sort(key=lambda x: -x[0])
-print(f"{len(false_positives)} false positives over all scores, {len(missed)} objects missed at score 0.5")
+print(f"{len(false_positives)} false positives over all scores, {len(missed)} objects missed at score 0.5, "
+      f"{sum(best == 0.0 for *_, best in missed)} of them found at IoU >= 0.5 by no detection of their class at any score")
 print("false positives with score >= 0.5 by kind:",
       {kind: sum(1 for s, *_, v, _ in false_positives if v == kind and s >= 0.5)
        for kind in ("duplicate", "localisation", "wrong class", "background")})
@@ -601,7 +631,8 @@ def draw_fp(ax, item):
     score, b, n, verdict, best_iou = item
     det = detections[b]
     viz.show_image(ax, images[b])
-    viz.draw_boxes(ax, targets[b]["boxes"], color="white")
+    for patch in viz.draw_boxes(ax, targets[b]["boxes"], color="white").patches:
+        patch.set_linestyle("--")  # ground truth dashed, as in the other figures
     viz.draw_boxes(ax, det["boxes"][n : n + 1], det["labels"][n : n + 1], det["scores"][n : n + 1],
                    class_names=cfg.class_names, color="red")
     ax.set_title(f"image {b}: {verdict}\nIoU {best_iou:.2f} with its class", fontsize=8)
@@ -615,14 +646,17 @@ def draw_miss(ax, item):
     ax.set_title(f"image {b}: {side:.0f} px object\nbest score on it {best:.3f}", fontsize=8)
 
 
-gallery(false_positives[:6], "The most confident false positives (red; ground truth white)", draw_fp)
+gallery(false_positives[:6], "The most confident false positives (red; ground truth dashed white)", draw_fp)
 
 # %%
-worst_misses = sorted(missed, key=lambda x: (x[3], x[0]))[:6]
-gallery(worst_misses, "Objects missed at score 0.5 (orange), the worst first: lowest best score on them", draw_miss)
+worst_misses = sorted(missed, key=lambda x: (x[3], x[0]))[:6]  # lowest best score first, then smallest
+gallery(worst_misses, "Objects missed at score 0.5 (orange), by lowest best score on them, ties by size (smallest "
+        "first)", draw_miss)
 
 # %% [markdown]
-# "Best score 0.000" says only that no detection **of its class** reached IoU 0.5 on it. What did the model do
+# Here all six shown have best score 0.000 (the count printed before the galleries says how many such objects
+# there are), so the gallery orders them by size alone. "Best score 0.000" says only that no detection **of its
+# class** reached IoU 0.5 on it. What did the model do
 # there instead? For each of these objects, the detection of **any** class that overlaps it most:
 
 # %%
@@ -689,7 +723,8 @@ for size in (1, BATCH_SIZE):
 #
 # Everything above is generated shapes. What does this detector make of a real photo? Matplotlib ships one, the
 # portrait of Grace Hopper (`matplotlib.cbook.get_sample_data("grace_hopper.jpg")`). We resize it to the model's
-# input and print the five best detections, whatever their score.
+# square input, 128 × 128 (squashing its 512 × 600 (W × H) portrait a little: faces look wider), and print the five
+# best detections, whatever their score.
 
 # %%
 from matplotlib import cbook  # noqa: E402
@@ -712,15 +747,17 @@ viz.plot_detections(photo_in, [top5], class_names=cfg.class_names, min_score=0.0
 
 # %% [markdown]
 # This is the honest failure it has to be: the model knows three classes, circle, square and triangle, drawn
-# flat on noisy backgrounds, so on a person it can only answer with those. Its best guesses sit on small,
-# flat, high-contrast patches (the flag behind her, the cap badge, the medal ribbons), and it gives them high
+# flat on noisy backgrounds, so on a person it can only answer with those. Its best guesses sit on flat,
+# high-contrast patches: two on the flag behind her (top left), one on the white edge of her cap against the
+# background (top right), one on the medal ribbons on her chest and one on a dark patch at the left edge; it calls
+# them all triangles and gives them high
 # scores (printed above): a score ranks the model's own classes on what it has learned to see, it is not a
 # probability that the object is really there. Nothing here is a person, because "person" is not one of its
 # classes. A detector only recognises what it was trained on.
 #
 # **SSD on its real task.** The paper trains SSD300 and SSD512 on PASCAL VOC2007 + VOC2012 trainval (16 551
 # photos, 20 classes) from an ImageNet-trained VGG16 and reports **74.3 mAP** (SSD300) and **76.8 mAP** (SSD512)
-# on VOC2007 test (Liu et al. 2016, Table 1; mAP at IoU 0.5). The package has the same presets; with
+# on VOC2007 test (Liu et al. 2016, Table 1; mAP at IoU 0.5, VOC2007 11-point metric). The package has the same presets; with
 # VOC extracted into a folder (`VOCdevkit/VOC2012/`) and torchvision's VGG16 weights in the local torch cache,
 #
 # ```
@@ -739,14 +776,15 @@ viz.plot_detections(photo_in, [top5], class_names=cfg.class_names, min_score=0.0
 #   `decode_detections` with `cfg.replace(score_threshold=…, nms_threshold=…)` to explore post-processing.
 # - VOC rule: by descending score, a detection is a TP if it reaches IoU ≥ 0.5 with an unclaimed box of its
 #   class; duplicates, poor localisation, wrong classes and background hits are FPs.
-# - VOC's "difficult" boxes are neither counted nor punished: a detection on one is ignored.
+# - VOC's "difficult" boxes are neither counted nor punished: a detection whose best box is difficult and reaches
+#   IoU ≥ 0.5 with it is ignored (below 0.5 it is an FP).
 # - Precision and recall after each detection give the PR curve; the VOC07 11-point AP samples its
 #   interpolated version at 11 recall levels (the devkit's `0:0.1:1`, whose 4th step is 0.30000000000000004),
 #   all-point AP integrates it, COCO averages over IoU 0.5 … 0.95.
 # - Evaluate with a low score threshold (AP needs the whole ranked list); deploy with a higher one.
 # - Look at the worst mistakes, not just the mean: they tell you what to change.
 # - A detector knows only its classes: the shapes model has nothing to say about a photograph. The real SSD
-#   reaches 74.3 (SSD300) and 76.8 (SSD512) mAP on VOC2007 test (paper, Table 1).
+#   reaches 74.3 (SSD300) and 76.8 (SSD512) mAP on VOC2007 test (paper, Table 1; VOC2007 11-point metric).
 #
 # **Next:** [08_your_own_dataset.ipynb](08_your_own_dataset.ipynb) fits the anchors to a dataset of your
 # own, the part of SSD the article left for later.

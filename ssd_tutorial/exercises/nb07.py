@@ -71,8 +71,8 @@ def compare_tensor(expected: torch.Tensor, answer: Any, *, what: str, atol: floa
 @register(
     "07_precision_recall",
     question="Write precision_recall(tp, num_gt): tp lists the detections of one class by descending score "
-    "(True = true positive), num_gt is the number of ground-truth boxes. Return (precision, recall) after "
-    "each detection, as two 1-D tensors of len(tp).",
+    "(True = true positive), num_gt is the number of ground-truth boxes (at least 1). Return (precision, "
+    "recall) after each detection, as two 1-D tensors of len(tp).",
     hint="After the k-th detection, TP_k = number of True among the first k. precision_k = TP_k / k, "
     "recall_k = TP_k / num_gt. torch.cumsum does all k at once.",
     solution="""
@@ -132,13 +132,13 @@ def _ap11_mistakes(precision: torch.Tensor, recall: torch.Tensor) -> dict[float,
     "11-point average precision, the mean over t = 0, 0.1, …, 1.0 of the best precision at any recall >= t "
     "(0 when no point reaches t).",
     hint="For each of the 11 thresholds t: mask = recall >= t; p_t = precision[mask].max() if mask.any() else 0. "
-    "Return the sum of the 11 values divided by 11, as a float. Any of k / 10, the devkit's 0:0.1:1 or "
-    "np.arange(0, 1.1, 0.1) is accepted for t.",
+    "Return the sum of the 11 values divided by 11, as a float. Any one of i / 10, the devkit's 0:0.1:1 or "
+    "np.arange(0, 1.1, 0.1), used for all 11 steps, is accepted for t.",
     solution="""
 def ap11(precision, recall):
     total = 0.0
-    for k in range(11):
-        mask = recall >= k / 10          # the devkit's t = 0:0.1:1 and np.arange(0, 1.1, 0.1) are accepted too
+    for i in range(11):
+        mask = recall >= i / 10          # the devkit's t = 0:0.1:1 and np.arange(0, 1.1, 0.1) are accepted too
         total += float(precision[mask].max()) if bool(mask.any()) else 0.0
     return total / 11
 """,
