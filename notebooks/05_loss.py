@@ -28,8 +28,11 @@
 # [SSD](https://pytorch.org/vision/stable/models/ssd.html).
 #
 # **After this notebook you will be able to**
-# - match ground-truth boxes to anchors with the two-step rule (greedy bipartite step, then IoU ≥ 0.5) by
-#   hand, and check it against `ssd_tutorial.match_anchors`;
+# - match ground-truth boxes to anchors with the two-step rule (a greedy *bipartite* step, then IoU ≥ 0.5) by
+#   hand, and check it against `ssd_tutorial.match_anchors`. "Bipartite" because the step pairs two separate
+#   sets, boxes and anchors, one to one: each box gets one anchor and no anchor serves two boxes. The idea comes
+#   from MultiBox ([Erhan et al. 2014, arXiv 1312.2249](https://arxiv.org/abs/1312.2249)), which the SSD paper
+#   builds on;
 # - say where the article's rule and torchvision's `SSDMatcher` disagree, and why;
 # - encode the regression target of a positive anchor by hand;
 # - compute the MultiBox loss by hand: smooth-L1 on positives, cross-entropy with 3:1 hard negative mining;
@@ -100,7 +103,7 @@ print(f"{cfg.name}: {cfg.image_size}x{cfg.image_size} images, {cfg.num_anchors} 
 # ## One image, its boxes, its anchors
 #
 # We work with the small `TINY_SHAPES` model (128×128 inputs, 1 524 anchors on 5 feature maps) and one image
-# of the generated shapes data with four objects of very different sizes. Boxes are `xyxy` in pixels; labels
+# of the generated shapes data with four objects from 13 to 40 pixels wide (printed below). Boxes are `xyxy` in pixels; labels
 # index `cfg.class_names` (0 is the background).
 
 # %% tags=["nbval-check-output"]
@@ -114,16 +117,19 @@ fig = Figure(figsize=(4.5, 4.5), layout="constrained")
 ax = fig.add_subplot()
 viz.show_image(ax, image)
 viz.draw_boxes(ax, gt_boxes, gt_labels, class_names=cfg.class_names)
-ax.set(title="the demo image and its ground truth", xlabel="x (pixels)", ylabel="y (pixels)")
+ax.set(title="the demo image and its ground truth (colour = class)", xlabel="x (pixels)", ylabel="y (pixels)")
 fig
 
 # %% [markdown]
 # ## Matching, step 1: the greedy bipartite step
 #
 # Matching starts from the IoU of every ground-truth box with every anchor, a matrix `iou[m, a]` of shape
-# `[M, A]`. The first step (SSD paper, section 2.2 "Matching strategy"; the article's box coder) makes sure
-# that **every box gets at least one anchor**, even a box so small or oddly shaped that no anchor reaches
-# IoU 0.5 with it:
+# `[M, A]`. The first step makes sure that **every box gets at least one anchor**, even a box so small or oddly
+# shaped that no anchor reaches IoU 0.5 with it. The SSD paper (Sec. 2.2 "Matching strategy") states it in one
+# line: match each ground-truth box to the default box with the best jaccard overlap, "as in MultiBox"
+# ([Erhan et al. 2014](https://arxiv.org/abs/1312.2249)). It does not say what happens when two boxes have the
+# same best anchor; the authors' Caffe code and the article's box coder settle that greedily, and so does
+# this package:
 #
 # 1. take the largest IoU left in the matrix, at (box m, anchor a);
 # 2. give anchor a to box m;
@@ -157,6 +163,9 @@ for round_ in range(len(gt_boxes)):
 # The second step adds the anchors that overlap some box well: every anchor that step 1 did not take and whose
 # **best** IoU over the boxes is at least `IOU_THRESHOLD` is matched to that best box. Step 1 wins over step 2
 # where both apply. The result is one number per anchor: the index of its box, or −1 for background.
+# An anchor matched to a box is a **positive** anchor (it learns that box's class and offsets); every other
+# anchor is a **negative** (it learns "background"). Below, P_i is the number of positives of image i and
+# P = Σ_i P_i the number of positives of a batch (the paper's N in eq. 1); for our single image P = P_1.
 
 # %% tags=["nbval-check-output"]
 best_iou, best_box = iou.max(dim=0)  # [A] each: every anchor's best box
@@ -172,8 +181,10 @@ print(f"positives: {int((matches >= 0).sum())} of {cfg.num_anchors} anchors "
       f"({(matches >= 0).float().mean():.1%}); the rest is background")
 
 # %% [markdown]
-# Our two steps agree with the package. Drawn: on the left the one anchor each box gets from step 1, on the
-# right the anchors of step 2. The 13-pixel square has no anchor at IoU ≥ 0.5, so without step 1 this box would
+# Our two steps agree with the package. Drawn: on the left the one anchor each box gets from step 1 (solid
+# outline), on the right the anchors of step 2 (dashed); the thick outlines are the ground-truth boxes. From
+# here on, in these matching figures a colour stands for a **box** (the number in its caption), not a class:
+# boxes 0, 1 and 3 are all squares. The 13-pixel square has no anchor at IoU ≥ 0.5, so without step 1 this box would
 # never be a positive: no anchor would be asked to find it. That does not mean small objects teach nothing:
 # whether a small box reaches IoU 0.5 depends on where it sits relative to the anchor grid, and the scan below
 # counts how many small boxes of the shapes data do (notebook 08 measures it for every box size).
@@ -185,9 +196,9 @@ step1 = torch.full_like(matches, -1)
 step1[greedy_anchor[greedy_anchor >= 0]] = torch.arange(len(gt_boxes))[greedy_anchor >= 0]
 viz.draw_matches(left, image, gt_boxes, anchors_xyxy, step1, highlight=step1 >= 0, labels=gt_labels,
                  class_names=cfg.class_names)
-left.set_title("step 1, greedy bipartite: one anchor per box")
+left.set_title("step 1, greedy bipartite: one anchor per box (solid)")
 viz.draw_matches(right, image, gt_boxes, anchors_xyxy, by_threshold, labels=gt_labels, class_names=cfg.class_names)
-right.set_title(f"step 2: every anchor with IoU >= {IOU_THRESHOLD}")
+right.set_title(f"step 2: every anchor with IoU >= {IOU_THRESHOLD} (dashed)")
 fig
 
 # %% [markdown]
@@ -202,13 +213,19 @@ matching_widget(image, gt_boxes, anchors_cxcywh, labels=gt_labels, class_names=c
                 iou_threshold=IOU_THRESHOLD)
 
 # %% [markdown]
-# Without a running kernel the slider shows nothing, so here are the same view and table at 0.3 and 0.5:
+# Without a running kernel the slider shows nothing, so here are the positive counts per box at 0.3 and 0.5, the
+# package's answer to a threshold of 0, and the view at 0.3 (thick: the boxes; solid: the greedy step's anchor;
+# dashed: the other positives; one colour per box):
 
 # %% tags=["nbval-check-output"]
 for threshold in (0.3, 0.5):
     _, rows = matching_view(image, gt_boxes, anchors_cxcywh, threshold, labels=gt_labels,
                             class_names=cfg.class_names)
     print(f"IoU >= {threshold}: " + ", ".join(f"box {r['box']} ({r['class']}) {r['positives']}" for r in rows))
+try:
+    matching_view(image, gt_boxes, anchors_cxcywh, 0.0, labels=gt_labels, class_names=cfg.class_names)
+except ValueError as err:
+    print(f"IoU >= 0: ValueError: {err}")
 
 # %%
 matching_view(image, gt_boxes, anchors_cxcywh, 0.3, labels=gt_labels, class_names=cfg.class_names)[0]
@@ -217,7 +234,9 @@ matching_view(image, gt_boxes, anchors_cxcywh, 0.3, labels=gt_labels, class_name
 # ### Exercise: match by hand
 #
 # Put the two steps together in a function `match(iou, threshold)` that works on **any** IoU matrix `[M, A]` and
-# returns a `Tensor[A]` of box indices (−1 for background), exactly as `ssd_tutorial.match_anchors` does. The
+# returns a `Tensor[A]` of dtype `torch.long` with box indices (−1 for background), exactly as
+# `ssd_tutorial.match_anchors` does. Step 1 stops when the largest IoU left is below 10⁻⁶ (a box that overlaps no
+# anchor stays unmatched). Mind M = 0: `iou.max(dim=0)` fails on an empty dimension, so handle that case first. The
 # checker tries it on small hand-made cases (two boxes that want the same anchor, a box that overlaps no anchor,
 # an IoU exactly at the threshold, an image without boxes) and on shapes images at thresholds 0.3, 0.5 and 0.7,
 # and compares with `match_anchors`.
@@ -401,7 +420,7 @@ assert int(cls_targets[0, a]) == int(gt_labels[1])
 # ### Exercise: encode a box
 #
 # Give the four targets of the box xyxy (30, 40, 70, 100) for the anchor cxcywh (48, 64, 32, 32), with
-# variances (0.1, 0.2), as `(tx, ty, tw, th)`.
+# variances (0.1, 0.2): assign them to `deltas`, a tuple of four floats `(tx, ty, tw, th)`.
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
@@ -415,8 +434,11 @@ exercises.check("05_encode_box", deltas);
 #
 # Every anchor gets a cross-entropy loss on its class: its box's class for positives, class 0 (background)
 # for the rest. But positives are rare: 10 of 1 524 anchors here. Look at the loss of a network before
-# training whose class heads start with a zero bias (`background_prior=None`), so that every class is about
-# equally likely:
+# training whose class heads start with a zero bias, so that every class is about equally likely. (By default the
+# package's `SSD` sets the bias of its class heads so that an untrained network already gives the background a
+# probability of 0.99, the "prior" initialisation of RetinaNet,
+# [Lin et al. 2017, arXiv 1708.02002](https://arxiv.org/abs/1708.02002), Sec. 4.1; `background_prior=None`
+# switches that off.)
 
 # %% tags=["nbval-check-output"]
 torch.manual_seed(0)
@@ -435,12 +457,13 @@ print(f"with 3:1 mining: background is {ce0[kept0].sum() / (ce0[kept0].sum() + c
 # %% [markdown]
 # Without mining, 99 % of the loss — and of its gradient — says "more background, everywhere". The
 # cheapest way down is to predict background for every anchor, and the few positives barely count. SSD's
-# answer is **hard negative mining** (SSD paper, section 2.2): per image, keep all positives and only the
-# `3 × P` negatives with the **largest** loss, the ones the network currently gets most wrong. Ignored
-# negatives contribute nothing. Background still makes most of the loss (the kept negatives are the hardest,
-# and there are three per positive), but no longer drowns the positives. (The package's `SSD` also starts
-# its class heads with a 0.99 background prior, as RetinaNet does, so the first steps are not wasted
-# learning that background is common.)
+# answer is **hard negative mining** (SSD paper, Sec. 2.2): keep all positives and only the negatives with the
+# **largest** loss, the ones the network currently gets most wrong, so that negatives and positives are "at most
+# 3:1". The paper does not say over what the ratio is counted; the authors' Caffe code, the article and this
+# package count it **per image**: image i keeps its `3 × P_i` hardest negatives. Ignored negatives contribute
+# nothing. Background still makes most of the loss (the kept negatives are the hardest, and there are three per
+# positive), but no longer drowns the positives. (This is also why the package's `SSD` starts with the 0.99
+# background prior described above: the first steps are not wasted learning that background is common.)
 #
 # Mining matters most for a network that has learnt something: let's load the trained model and look at
 # where its hardest negatives are.
@@ -450,12 +473,11 @@ model = ssd.load_pretrained(CHECKPOINT)  # eval mode, on the CPU
 with torch.no_grad():
     loc_preds, cls_logits = model.forward_heads(image[None])  # [1, A, 4], [1, A, C]
 ce = F.cross_entropy(cls_logits[0], cls_targets[0], reduction="none")  # [A], per-anchor loss
-num_neg = min(cfg.neg_pos_ratio * max(P, 1), cfg.num_anchors - P)
+kept = hard_negative_mask(ce[None], positive[None], cfg.neg_pos_ratio)[0]  # [A] bool, the package's mining
+num_neg = int(kept.sum())
 neg_ce = ce.masked_fill(positive, float("-inf"))  # positives can never be picked as negatives
-hardest = neg_ce.argsort(descending=True)[:num_neg]  # [3P] anchor ids, hardest first
-kept = torch.zeros_like(positive)
-kept[hardest] = True
-assert torch.equal(kept, hard_negative_mask(ce[None], positive[None], cfg.neg_pos_ratio)[0])
+hardest = neg_ce.argsort(descending=True)[:num_neg]  # anchor ids, hardest first
+assert torch.equal(kept.nonzero().flatten().sort().values, hardest.sort().values)  # the kept are the hardest
 print(f"{P} positives -> keep the {num_neg} hardest of {cfg.num_anchors - P} negatives")
 print(f"CE sums: positives {ce[positive].sum():.3f}, kept negatives {ce[kept].sum():.3f}, "
       f"all negatives {ce[~positive].sum():.3f}")
@@ -517,7 +539,8 @@ exercises.check("05_negatives_kept", negatives_kept);
 # ## Smooth-L1 for the boxes
 #
 # The localisation loss compares the 4 predicted offsets of each **positive** anchor with its targets using
-# smooth-L1 (Fast R-CNN; SSD paper, eq. 2), with β = 1:
+# smooth-L1 ([Fast R-CNN, Girshick 2015, arXiv 1504.08083](https://arxiv.org/abs/1504.08083); SSD paper, eq. 2),
+# with β = 1:
 #
 # $$\text{smooth}_{L1}(x) = \begin{cases} 0.5\,x^2 & |x| < 1 \\ |x| - 0.5 & \text{otherwise} \end{cases}$$
 #
@@ -544,7 +567,8 @@ fig
 # ### Exercise: smooth-L1 by hand
 #
 # What is the smooth-L1 loss (β = 1, summed over the 4 coordinates) of the prediction (0.2, −1.5, 3.0, 0.5)
-# against the target (0.0, 0.0, 1.0, 0.0)? Work it out with pencil and paper first.
+# against the target (0.0, 0.0, 1.0, 0.0)? Work it out with pencil and paper first, then assign it to `loss`
+# (a Python float).
 
 # %% tags=["nbval-check-output"]
 ### BEGIN SOLUTION
@@ -555,7 +579,7 @@ exercises.check("05_smooth_l1", loss);
 # %% [markdown]
 # ## The whole MultiBox loss, by hand
 #
-# With P the positives of the **batch**, the package's `multibox_loss` returns two terms (SSD paper, eq. 1
+# With P = Σ_i P_i the positives of the **batch**, the package's `multibox_loss` returns two terms (SSD paper, eq. 1
 # with α = 1, the sum of the two being what is minimised):
 #
 # - `loss_loc` = Σ smooth-L1 over positive anchors and their 4 offsets / max(P, 1);
@@ -580,10 +604,12 @@ print("by hand and multibox_loss agree")
 # 1. **The SSD paper** (eq. 1): L = (L_conf + α L_loc) / N with N the matched default boxes, and "if N = 0, we set
 #    the loss to 0". No NaN, but such a batch teaches nothing: no gradient at all.
 # 2. **The article** divides both terms by **P itself**: 0 / 0 for the boxes and (the CE of its mined negatives)
-#    / 0 for the classes, NaN and inf. Its data loader never meets this, because it drops every image without
+#    / 0 for the classes, NaN and inf. (Its mining, like ours, keeps at least 3 negatives per image, which is
+#    what `article_loss` below reproduces; with a plain `3 × P_i` an empty image would keep no negative, and
+#    the class term would be 0 / 0, NaN, as well.) Its data loader never meets this, because it drops every image without
 #    annotations.
 # 3. **This package** (`multibox_loss`) keeps empty images (they teach "background"): every image keeps
-#    `neg_pos_ratio` × max(P_image, 1) hardest negatives, so an empty image keeps 3, and both terms are divided
+#    `neg_pos_ratio` × max(P_i, 1) hardest negatives, so an empty image keeps 3, and both terms are divided
 #    by max(P, 1).
 #
 # Here is an empty image and the three rules written out:
@@ -617,15 +643,15 @@ theirs = article_loss(empty_loc_p, empty_cls_p, empty_loc_t, empty_cls_t)
 ours = ssd.multibox_loss(empty_loc_p, empty_cls_p, empty_loc_t, empty_cls_t)
 print(f"paper:   loss_loc = {papers['loss_loc'].item()}, loss_cls = {papers['loss_cls'].item()}")
 print(f"article: loss_loc = {theirs['loss_loc'].item()}, loss_cls = {theirs['loss_cls'].item()}")
-print(f"ours:    loss_loc = {ours['loss_loc'].item():.1f}, "
-      f"loss_cls finite and > 0: {bool(torch.isfinite(ours['loss_cls']) and ours['loss_cls'] > 0)}")
+print(f"ours:    loss_loc = {ours['loss_loc'].item():.1f}, loss_cls = {ours['loss_cls'].item():.4f}")
 assert all(torch.isfinite(v) for v in ours.values())
 
 # %% [markdown]
 # One such batch is enough to ruin a run. The inf and NaN flow back through every layer that computed the
 # mined negatives' scores: the backbone and most class heads (the localisation heads get a clean 0, as no
-# anchor is positive). One optimizer step writes NaN or inf into all those weights, and from then on every
-# prediction is NaN, on every image:
+# anchor is positive). One optimizer step writes NaN or inf into all those weights, and from then on the network's
+# outputs are NaN or inf even on images with objects (the shares of non-finite box offsets and class scores on the
+# demo image are printed below):
 
 # %% tags=["nbval-check-output"]
 (theirs["loss_loc"] + theirs["loss_cls"]).backward(retain_graph=True)  # the graph is reused for ours below
@@ -636,9 +662,11 @@ stepped = copy.deepcopy(trainable).eval()  # a copy takes one plain SGD step wit
 with torch.no_grad():
     for weight, used in zip(stepped.parameters(), trainable.parameters()):
         weight -= 1e-3 * used.grad
-    _, logits_after = stepped.forward_heads(image[None])  # the demo image, which has objects
+    loc_after, logits_after = stepped.forward_heads(image[None])  # the demo image, which has objects
 print(f"after one SGD step: {sum(int(not w.isfinite().all()) for w in stepped.parameters())} of {total} "
-      f"parameters hold NaN or inf; finite class scores on the demo image: {bool(logits_after.isfinite().all())}")
+      f"parameters hold NaN or inf; on the demo image, non-finite box offsets: "
+      f"{(~loc_after.isfinite()).float().mean():.0%}, non-finite class scores: "
+      f"{(~logits_after.isfinite()).float().mean():.0%}")
 trainable.zero_grad()
 (ours["loss_loc"] + ours["loss_cls"]).backward()
 poisoned = sum(int(not p.grad.isfinite().all()) for p in trainable.parameters() if p.grad is not None)
@@ -665,15 +693,15 @@ for batch_size in (4, 32):
 #
 # ## Recap
 #
-# - **Matching** (`match_anchors`, SSD paper Sec. 2.2 "Matching strategy"): a greedy bipartite step gives every box
-#   its own best anchor, the best-overlapping pairs first; then every other anchor with IoU ≥ 0.5 takes its best
-#   box. Everything else is background.
+# - **Matching** (`match_anchors`, SSD paper Sec. 2.2 "Matching strategy", after MultiBox): a greedy bipartite step
+#   (the authors' code and the article's) gives every box its own best anchor, the best-overlapping pairs first;
+#   then every other anchor with IoU ≥ 0.5 takes its best box. Everything else is background.
 # - torchvision's `SSDMatcher` takes each box's best anchor independently; when two boxes share it, the box
 #   listed last wins and the other may end with no positive at all.
 # - **Targets** (`encode_targets`): positives learn the box relative to their anchor,
 #   ((gx−ax)/(0.1·aw), (gy−ay)/(0.1·ah), log(gw/aw)/0.2, log(gh/ah)/0.2), and their box's class.
-# - **Loss** (`multibox_loss`): smooth-L1 on positives, cross-entropy on positives plus the 3·P hardest
-#   negatives per image, both over max(P, 1). Without mining, background is 99 % of the loss.
+# - **Loss** (`multibox_loss`): smooth-L1 on positives, cross-entropy on positives plus the hardest
+#   negatives of each image i (3·P_i, at least 3), both over max(P, 1). Without mining, background is 99 % of the loss.
 # - P = 0: the paper sets the loss to 0 (no gradient), the article's divide-by-P gives NaN (its loader drops empty
 #   images), the package keeps 3 negatives per empty image and divides by max(P, 1): finite, and still teaching.
 # - Matching works the same on a real photograph: it only sees boxes.

@@ -137,19 +137,26 @@ print("per class:", {cfg.class_names[c]: int((labels == c).sum()) for c in range
 print(f"box side sqrt(w*h): {sides.min():.0f} to {sides.max():.0f} px, median {sides.median():.0f} px")
 
 # %% [markdown]
-# Objects range from about 13 to 77 pixels, which the anchors of `TINY_SHAPES` (12.8 to 115 pixels) cover.
+# The printed sides span the anchor sizes of `TINY_SHAPES` (12.8 to 115 pixels), but "spanned" is not
+# "covered" at the small end: notebook 05 showed that a 13-pixel box reaches IoU 0.46 at most with any anchor,
+# and that a good share of the boxes of at most 15 pixels (printed there) have no anchor at IoU ≥ 0.5; they are
+# still matched, by the best-anchor rule of step 1.
 # 15 of these 200 images are empty: notebook 05 showed why the loss must stay finite on those.
 #
 # ## Data augmentation
 #
-# SSD's training augmentation (SSD paper, section 2.2 "Data augmentation", and 3.6) is built from
+# SSD's training augmentation (SSD paper, Sec. 2.2 "Data augmentation"; Table 2 measures how much each part
+# adds, and Sec. 3.6 adds zoom-out) is built from
 # `torchvision.transforms.v2` in `train_transforms(cfg)`: random photometric distortion (brightness,
 # contrast, saturation, hue), **zoom-out** (paste the image on a larger canvas filled with the mean colour:
-# objects get smaller, which the paper credits with much of SSD's gain on small objects), **IoU crop** (cut a
+# objects get smaller; the paper's Sec. 3.6 uses a canvas of up to 16× the image area, 4× its side, and credits
+# it with a 2–3 % mAP gain, mostly on small objects; `train_transforms` uses 4× from 300 px up and 2× for this
+# 128-pixel model, so its small shapes do not shrink below the smallest anchors), **IoU crop** (cut a
 # patch that overlaps some object with at least a random minimum IoU: objects get larger and partial),
 # horizontal flip, and a resize back to 128×128. The boxes move with the pixels. A box whose centre falls
 # outside the crop is dropped, even if part of its object stays in the picture, and so is a box that ends
-# up smaller than 1 pixel. Five draws of the same training image:
+# up smaller than 1 pixel. Five draws of the same training image (look for shapes left without a box at the
+# image border, such as the yellow square cut by the left edge of augmented #4):
 
 # %%
 augment = train_transforms(cfg)
@@ -175,14 +182,17 @@ fig
 #
 # ## The training loop, written out
 #
-# Training is one step repeated: **zero the gradients** (backward *adds* to them), **forward** (the model in train
-# mode returns its two losses, computed with the matching and the loss of notebook 05), **sum the losses** (SSD
-# paper, eq. 1, with α = 1), **backward** (gradients of every weight), optionally **clip** the gradient norm,
-# **optimizer step** (move the weights), **scheduler step** (next learning rate).
+# Training is one step repeated. A step is made of these pieces, listed here in **no particular order** (putting
+# them in order is the exercise): **optimizer step** (move the weights), **backward** (gradients of every weight;
+# it *adds* to the `.grad` already there), **scheduler step** (the learning rate of the next iteration),
+# **forward** (`model(images, targets)` in train mode returns a dict `{"loss_loc": Tensor[], "loss_cls": Tensor[]}`
+# of two 0-d tensors, computed with the matching and the loss of notebook 05), **zero the gradients**, **sum the
+# two losses** (SSD paper, eq. 1, with α = 1), and optionally **clip** the gradient norm
+# (`torch.nn.utils.clip_grad_norm_`).
 #
 # ### Exercise: one training step
 #
-# Write the body of `train_step`. It returns the summed loss. The checker runs your function twice (two batches,
+# Write the body of `train_step`. It returns the summed loss as a 0-d tensor (`loss_loc + loss_cls`). The checker runs your function twice (two batches,
 # with and without `grad_clip`) on a fixed small model with plain SGD and compares the weights after each call
 # with the package's own step (the order of `fit`'s inner loop); wrong orders, a missing `zero_grad` or a forgotten
 # loss term get named. Then the loop below trains with **your** step.
@@ -236,8 +246,9 @@ for step, (images, targets) in enumerate(loader):
     print(f"step {step:>2}: loss {loss.item():6.3f}, lr {hand_lrs[-1]:.2e}")
 
 # %% [markdown]
-# The loss starts to fall although the learning rate is still a fraction of its peak, 1e-2 at the end of the
-# warm-up (below; the cosine then brings it down to 0). The package's `fit` runs exactly this loop and adds what a real run
+# The loss starts to fall although the learning rate is still a fraction of its peak, a little under the base
+# rate 1e-2 at the end of the warm-up (the figure below: the cosine already multiplies the rate during the warm-up,
+# and then brings it down to 0). The package's `fit` runs exactly this loop and adds what a real run
 # needs: epoch averages and a progress bar, validation mAP after each epoch, checkpoints (`last.pt` every
 # epoch, `best.pt` at the best validation mAP), exact resume, optional TensorBoard / ClearML logging, mixed
 # precision on CUDA, and DistributedDataParallel when started with `torchrun`.
@@ -262,15 +273,20 @@ exercises.check("06_total_iterations", total_steps);
 #
 # Starting Adam or SGD at full speed on random weights can throw the network into a bad region in the
 # first few steps (SSD's loss is large at the start). A **warm-up** starts at 0.001 × the base rate and grows
-# linearly over `warmup_iters` iterations; then the **cosine** schedule lowers it smoothly to 0 at the last
-# iteration, so the final epochs make small, careful steps. (The article uses SGD with a warm-up and a step
-# schedule, ×0.1 every 3 epochs; `fit(schedule="step")` does that, and the VOC presets use it.) The dots
-# are the rates our hand-written loop actually used.
+# linearly over `warmup_iters` iterations; the **cosine** schedule lowers it smoothly to 0 at the last
+# iteration, so the final epochs make small, careful steps. The two factors multiply at every iteration:
+#
+# lr(t) = base_lr · warmup(t) · cosine(t), with warmup(t) = 0.001 + 0.999 · t / warmup_iters for t < warmup_iters
+# (1 afterwards) and cosine(t) = ½ (1 + cos(π t / total_iters)),
+#
+# so the peak, at the end of the warm-up, is slightly below base_lr. (The article, which trains on COCO, uses SGD
+# with a warm-up and a step schedule, ×0.1 every 3 epochs; `fit(schedule="step")` does that, and the VOC presets
+# use it.) The dots are the rates our hand-written loop actually used.
 #
 # **Why AdamW at 1e-2 and not the paper's SGD?** The paper trains with SGD, momentum 0.9, weight decay 5·10⁻⁴ and
-# lr 10⁻³ on VOC (Sec. 3), from an ImageNet-trained VGG16; the article uses SGD at lr 0.005 on COCO. Here the
-# network starts from random weights on a CPU, and the recipe is the one that needed the fewest images in a
-# measured search (benchmarks/RESULTS.md, "Recipe search", held-out mAP@0.5 on 500 images): after the same 19 200
+# lr 10⁻³ on VOC (Sec. 3), from an ImageNet-trained VGG16; the article trains SSD512 with a ResNet-50 on COCO
+# with SGD at lr 0.005. Here the network starts from random weights on a CPU, and the recipe is the one that
+# needed the fewest images in a measured search ([benchmarks/RESULTS.md](../benchmarks/RESULTS.md), "Recipe search", held-out mAP@0.5 on 500 images): after the same 19 200
 # images at batch 32, AdamW 1e-2 with cosine reached 0.907 and SGD 0.05 (momentum 0.9, gradient clipping at 10,
 # cosine) 0.740; at batch 16 after 9 600 images, AdamW 3e-3 reached 0.647, 1e-2 0.804, and 2e-2 diverged (0.086).
 
@@ -282,7 +298,9 @@ whole, start = fig.subplots(1, 2)
 whole.plot(its, lrs)
 whole.set(xlabel="iteration", ylabel="learning rate", title=f"warm-up + cosine over {total_iters} iterations")
 for e in range(1, recipe["epochs"]):
-    whole.axvline(e * len(loader), color="gray", linewidth=0.5)
+    whole.axvline(e * len(loader), color="gray", linewidth=0.5, label="epoch boundary" if e == 1 else None)
+if recipe["epochs"] > 1:
+    whole.legend()
 n = min(total_iters, 2 * recipe["warmup_iters"])
 start.plot(its[:n], lrs[:n], label="schedule")
 start.plot(range(len(hand_lrs)), hand_lrs, "o", markersize=4, label="hand-written loop")
@@ -357,8 +375,10 @@ seconds_before_crash = time.perf_counter() - start
 # %% [markdown]
 # The process is gone, and with it the model in memory. What survives is in `last.pt`: the weights, the
 # optimizer and scheduler states, the number of finished epochs, the configuration, the random-number states
-# and the history so far. `load_checkpoint` reads it with `torch.load(weights_only=True)`, which refuses to run
-# any code stored in the file:
+# and the history so far. `extra` is a dict for anything else: `fit` leaves it empty at an epoch boundary and,
+# when a run is stopped in the middle of an epoch (Ctrl-C, SIGTERM), stores there the iteration it stopped at
+# (`{"interrupted": ...}`), so that `resume=` continues from that iteration. `load_checkpoint` reads the file
+# with `torch.load(weights_only=True)`, which refuses to run any code stored in the file:
 
 # %% tags=["nbval-check-output"]
 checkpoint = load_checkpoint(run_dir / "last.pt")
@@ -375,6 +395,8 @@ print("config:", checkpoint["config"]["name"], checkpoint["class_names"])
 # shuffles with a seed derived from `(0, e)`), so the result should equal an uninterrupted run; the section after
 # this run checks that it does. From the command line:
 # `python -m ssd_tutorial train --preset tiny_shapes --resume RUN_DIR/last.pt`.
+# The `img/s` column counts the training steps only, and depends on the machine and on what else runs on it:
+# the committed outputs come from a shared, busy machine, where it varies a lot from one epoch to the next.
 
 # %% tags=["nbval-ignore-output"]
 torch.manual_seed(1234)  # a new process: other random weights, overwritten by the checkpoint
@@ -386,8 +408,11 @@ start = time.perf_counter()
 history = fit(model, train_loader, **fit_kwargs, val_loader=val_loader, out_dir=run_dir, seed=0, progress=False,
               on_epoch_end=live, log_fn=live.log, resume=run_dir / "last.pt")
 seconds = seconds_before_crash + time.perf_counter() - start
+train_seconds = sum(recipe["num_train"] / r["images_per_s"] for r in history)  # img/s counts training steps only
 print("\n".join(live.lines))
-print(f"training time, both parts, validation included: {seconds / 60:.1f} min on this machine")
+print(f"wall time, both parts: {seconds / 60:.1f} min on this machine, of which {train_seconds / 60:.1f} min "
+      f"training steps and {(seconds - train_seconds) / 60:.1f} min the rest (validation mAP after every epoch, "
+      "checkpoints, redrawing the figure)")
 
 # %% tags=["nbval-check-output"]
 resumed = [record["epoch"] for record in live.received]  # what fit reported after resuming
@@ -398,7 +423,7 @@ print("the history holds every epoch once:", [r["epoch"] for r in history] == li
 # %% [markdown]
 # ### Is the resumed run really the same as an uninterrupted one?
 #
-# Claimed is not shown. So we train a small run twice with the recipe's settings, always 64 images and 2 epochs
+# A claim is not a proof. So we train a small run twice with the recipe's settings, always 64 images and 2 epochs
 # (whatever the parameters above): once straight through, once with a power cut after epoch 1 and a resume in a
 # "new process" (a model with other random weights). `params_sha256` hashes every weight bit for bit; the
 # `assert`s stop the notebook if the two runs differ (the exact digits depend on the machine, not the verdict).
@@ -481,17 +506,19 @@ for m, (box, label) in enumerate(zip(target2["boxes"].tolist(), target2["labels"
           f"{cfg.class_names[label]} score at IoU >= 0.5: {best_same}; other classes there: {others or 'none'}")
 
 # %% [markdown]
-# Both are large (about 65 pixels), well inside the anchors' range, and yet: the triangle, painted on top, gets a
-# triangle score of only 0.042, and the square, whose lower-right corner the triangle hides, stops at 0.445, just
-# below the threshold; both boxes also draw "circle" guesses. A likely reason, which this notebook does not prove:
+# Both are large (their sizes are printed above), well inside the anchors' range, and yet neither gets a score of
+# its own class of 0.5 or more: the triangle is painted on top, the square has a corner hidden by the triangle,
+# and both boxes also draw guesses of other classes (the lists above). A likely reason, which this notebook does
+# not prove:
 # a square with a corner hidden no longer looks like the whole squares the model learnt, and the triangle's
 # surroundings are the square's edges. (The numbers above are those of this run; a rerun with other thread counts can move them a little.)
 # Notebook 07 counts misses and false alarms over all held-out images, looks at
 # the worst misses, and shows how the threshold trades one for the other.
 #
-# Why two mAPs? The all-point AP is the area under the whole precision–recall curve; the VOC07 11-point AP averages
-# the precision at the recalls 0, 0.1, …, 1.0, and a detector whose recall never reaches 1 scores 0 at the last
-# point, so 11-point AP is at most 10/11 ≈ 0.909 then. Notebook 07 takes both apart.
+# Why two mAPs? The all-point AP is the area under the whole (interpolated) precision–recall curve; the VOC07
+# 11-point AP averages, over the recalls r = 0, 0.1, …, 1.0, the interpolated precision at r: the highest
+# precision reached at any recall ≥ r. A detector whose recall never reaches 1 scores 0 at the last point, so
+# its 11-point AP is at most 10/11 ≈ 0.909. Notebook 07 takes both apart.
 #
 # ## The same training from the command line, on VOC, on several GPUs
 #
@@ -504,9 +531,10 @@ for m, (box, label) in enumerate(zip(target2["boxes"].tolist(), target2["labels"
 # python -m ssd_tutorial evaluate --checkpoint runs/tiny_shapes/best.pt      # VOC07, all-point and COCO mAP
 # ```
 #
-# **PASCAL VOC with SSD512 and VGG16**, the article's model: point `--data` at the folder that contains
-# `VOCdevkit/` (nothing is downloaded). The `ssd512_voc` recipe is the article's: SGD, lr 0.005, momentum 0.9,
-# weight decay 5·10⁻⁴, linear warm-up, ×0.1 every 3 epochs, batch 4, 10 epochs, training images augmented
+# **PASCAL VOC with SSD512 and VGG16**: point `--data` at the folder that contains `VOCdevkit/` (nothing is
+# downloaded). The article trains SSD512 with a ResNet-50 on COCO; the `ssd512_voc` recipe takes the article's
+# optimizer settings (SGD, lr 0.005, momentum 0.9, weight decay 5·10⁻⁴, linear warm-up, ×0.1 every 3 epochs,
+# batch 4, 10 epochs) and applies them to the paper's VGG16 SSD512 on VOC, with training images augmented
 # with `train_transforms`:
 #
 # ```bash
@@ -539,15 +567,15 @@ for m, (box, label) in enumerate(zip(target2["boxes"].tolist(), target2["labels"
 #
 # ## Recap
 #
-# - The training loop is forward → loss → backward → optimizer step → scheduler step; `fit` adds
-#   validation, checkpoints, exact resume, logging, AMP and DDP around the same loop.
+# - A training step is zero_grad → forward → sum the losses → backward → (clip) → optimizer step → scheduler
+#   step; `fit` adds validation, checkpoints, exact resume, logging, AMP and DDP around the same loop.
 # - The learning rate warms up linearly from 0.001 × lr, then follows a cosine (shapes, AdamW) or steps ×0.1
-#   every 3 epochs (the article's SGD recipe for VOC).
+#   every 3 epochs (the article's SGD recipe, used by the VOC presets).
 # - `last.pt` is written atomically every epoch and holds everything to continue: weights, optimizer,
 #   scheduler, epoch, config, RNG states, history; `--resume` continues exactly.
-# - The step is zero_grad → forward → sum the losses → backward → (clip) → optimizer step → scheduler step; a resumed
-#   run was shown above to equal an uninterrupted one, bit for bit.
-# - AdamW 1e-2 + cosine rather than the paper's SGD: the measured search in benchmarks/RESULTS.md (from scratch, CPU).
+# - A resumed run was shown above to equal an uninterrupted one, bit for bit.
+# - AdamW 1e-2 + cosine rather than the paper's SGD: the measured search in
+#   [benchmarks/RESULTS.md](../benchmarks/RESULTS.md) (from scratch, CPU).
 # - On held-out shapes the model trained here on a CPU finds circles, squares and triangles with the
 #   mAP@0.5 printed above (but not overlapping large shapes like those of held-out image 2).
 #
