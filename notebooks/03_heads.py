@@ -643,9 +643,8 @@ fig
 # source ends with a ReLU. The bright cells along the bottom row of level 0 are a border effect, not an object:
 # the convolutions pad the map with zeros, so the cells at the edge see a different input than the inside ones.
 #
-# **Explore:** pick an image, a level and how many channels to show. (The widget needs a running kernel. The
-# figures above show levels 0 and 2 of image 0, frozen; the explorer itself — and with it the other levels and
-# the task below — needs a running kernel.)
+# **Explore:** pick an image, a level and how many channels to show. (The figures above show levels 0 and 2 of
+# image 0, frozen; the explorer — and with it the other levels and the task below — needs a running kernel.)
 
 # %% tags=["nbval-ignore-output"]
 feature_map_explorer(tiny, images)
