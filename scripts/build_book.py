@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOK_DIR = REPO_ROOT / "book"
+LINKED_PAGES = ("benchmarks/RESULTS.md",)
 INTRODUCED = re.compile(r"Introduced in:\s*(\d\d_[a-z0-9_]+)\.ipynb")
 
 
@@ -90,6 +91,10 @@ def assemble(src: Path) -> None:
         shutil.copy(ipynb, src / "notebooks" / ipynb.name)
         stems.append(ipynb.stem)
     (src / "api.rst").write_text(api_page(stems))
+    # Pages of the repository that the notebooks link to (relative links such as ../benchmarks/RESULTS.md).
+    for page in LINKED_PAGES:
+        (src / page).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / page, src / page)
     static = src / "_static"
     modules = node_modules()
     (static / "widgets").mkdir(parents=True, exist_ok=True)
