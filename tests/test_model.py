@@ -235,8 +235,8 @@ def _image_with(value: float, at: tuple[int, ...] = (1, 2, 5, 7)) -> Tensor:
         (_image_with(float("nan")), ValueError, r"images must be finite, image 1 has 1 NaN and 0 inf values"),
         (_image_with(float("inf")), ValueError, r"images must be finite, image 1 has 0 NaN and 1 inf values"),
         (_image_with(-float("inf"), (0, 0, 0, 0)), ValueError, r"image 0 has 0 NaN and 1 inf"),
-        (torch.rand(2, 3, 128, 128) * 255, ValueError, r"float in \[0, 1\], got values up to 2\d\d(\.\d+)? \(image \d\); "
-                                                       r"did you forget to divide by 255\?"),
+        (torch.rand(2, 3, 128, 128) * 255, ValueError,
+         r"float in \[0, 1\], got values up to 2\d\d(\.\d+)? \(image \d\); did you forget to divide by 255\?"),
         (_image_with(1.6), ValueError, r"got values up to 1\.6 \(image 1\)"),
         ((torch.rand(2, 3, 128, 128) - 0.45) / 0.225, ValueError, r"got values down to -\d+(\.\d+)? .*normalizes"),
         (torch.zeros(2, 3, 128, 128, dtype=torch.int64), TypeError, r"got dtype torch\.int64"),
